@@ -1,0 +1,215 @@
+//! Fixed window: at most `n` units in each window of length `W`.
+//!
+//! Windows are aligned either to the Unix epoch ([`Anchor::Clock`], so an hourly window
+//! resets on the hour) or to a key's own traffic ([`Anchor::FirstRequest`]): a window
+//! opens at the first request of a key with nothing counted, and once it has ended the
+//! next request opens a new one. The second form is the classic `INCR` + `EXPIRE` counter;
+//! defined this way, a key whose window has ended is exactly a fresh key and can be
+//! evicted without changing any later decision.
+//!
+//! Exact per window; a client can get up to `2n` through across a window boundary.
+
+use parking_lot::Mutex;
+
+use super::Algorithm;
+use crate::{Decision, Nanos, Rate};
+
+/// Where windows start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Anchor {
+    /// Windows are `[kW, (k+1)W)` in Unix time: an hourly window resets on the hour.
+    #[default]
+    Clock,
+    /// A window opens at a key's first counted request.
+    FirstRequest,
+}
+
+/// Fixed-window parameters.
+///
+/// ```
+/// use ratewarden::{FixedWindow, Rate, UnkeyedLimiter, Clock};
+/// use std::time::Duration;
+///
+/// let (clock, mock) = Clock::mock();
+/// let limiter = UnkeyedLimiter::with_clock(FixedWindow::new(Rate::per_minute(2)?), clock);
+/// assert!(limiter.check(1)?.is_allowed());
+/// assert!(limiter.check(1)?.is_allowed());
+/// let denied = limiter.check(1)?;
+/// assert_eq!(denied.retry_after(), Some(Duration::from_secs(60)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FixedWindow {
+    rate: Rate,
+    anchor: Anchor,
+}
+
+/// Per-key state: the current window's start and what it has counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct FixedWindowState {
+    /// Start of the window `count` belongs to (nanoseconds since the Unix epoch).
+    pub start: Nanos,
+    /// Units admitted in that window.
+    pub count: u64,
+}
+
+impl FixedWindow {
+    /// Windows aligned to the clock.
+    pub fn new(rate: Rate) -> FixedWindow {
+        FixedWindow {
+            rate,
+            anchor: Anchor::Clock,
+        }
+    }
+
+    /// The same limit with windows anchored as given.
+    pub fn anchored(self, anchor: Anchor) -> FixedWindow {
+        FixedWindow { anchor, ..self }
+    }
+
+    /// Where windows start.
+    pub fn anchor(&self) -> Anchor {
+        self.anchor
+    }
+
+    /// The window `now` falls in, and what it has counted so far.
+    fn current(&self, state: &FixedWindowState, now: Nanos) -> (Nanos, u64) {
+        let w = self.rate.window_nanos();
+        // A window with nothing counted is no window at all (see the module docs).
+        if state.count > 0 && now < state.start.saturating_add(w) && now >= state.start {
+            return (state.start, state.count);
+        }
+        let start = match self.anchor {
+            Anchor::Clock => now - now % w,
+            Anchor::FirstRequest => now,
+        };
+        (start, 0)
+    }
+}
+
+impl Algorithm for FixedWindow {
+    type State = FixedWindowState;
+    type Cell = Mutex<FixedWindowState>;
+
+    fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    fn with_rate(&self, rate: Rate) -> Self {
+        FixedWindow { rate, ..*self }
+    }
+
+    fn limit(&self) -> u64 {
+        self.rate.count()
+    }
+
+    fn fresh(&self) -> FixedWindowState {
+        FixedWindowState::default()
+    }
+
+    fn decide(&self, state: &mut FixedWindowState, now: Nanos, cost: u64) -> Decision {
+        let (n, w) = (self.rate.count(), self.rate.window_nanos());
+        let (start, count) = self.current(state, now);
+        let until_end = start.saturating_add(w) - now;
+        if count.saturating_add(cost) <= n {
+            let used = count + cost;
+            let reset = if used == 0 { 0 } else { until_end };
+            Decision::allow(n, n - used, w, reset)
+        } else {
+            Decision::deny(n, n.saturating_sub(count), w, until_end, until_end)
+        }
+    }
+
+    fn commit(&self, state: &mut FixedWindowState, now: Nanos, cost: u64) {
+        if cost == 0 {
+            return;
+        }
+        let (start, count) = self.current(state, now);
+        *state = FixedWindowState {
+            start,
+            count: count + cost,
+        };
+    }
+
+    fn refund(&self, state: &mut FixedWindowState, now: Nanos, cost: u64) {
+        let (start, count) = self.current(state, now);
+        *state = FixedWindowState {
+            start,
+            count: count.saturating_sub(cost),
+        };
+    }
+
+    fn is_idle(&self, state: &FixedWindowState, now: Nanos) -> bool {
+        self.current(state, now).1 == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const S: u64 = 1_000_000_000;
+
+    fn run(alg: &FixedWindow, s: &mut FixedWindowState, now: Nanos, cost: u64) -> Decision {
+        let d = alg.decide(s, now, cost);
+        if d.is_allowed() {
+            alg.commit(s, now, cost);
+        }
+        d
+    }
+
+    #[test]
+    fn exactly_the_limit_per_clock_window_then_exact_retry() {
+        let alg = FixedWindow::new(Rate::per_minute(3).unwrap());
+        let mut s = alg.fresh();
+        let t0 = 3_600 * S + 15 * S; // 15 s into a minute
+        for left in (0..3).rev() {
+            let d = run(&alg, &mut s, t0, 1);
+            assert!(d.is_allowed());
+            assert_eq!(d.remaining(), left);
+            assert_eq!(d.reset_after(), Duration::from_secs(45));
+        }
+        let d = run(&alg, &mut s, t0 + S, 1);
+        assert!(d.is_denied());
+        assert_eq!(d.retry_after(), Some(Duration::from_secs(44)));
+        assert_eq!(d.remaining(), 0);
+        // one nanosecond before the boundary: still denied; at it: allowed
+        assert!(run(&alg, &mut s, t0 + 45 * S - 1, 1).is_denied());
+        let d = run(&alg, &mut s, t0 + 45 * S, 1);
+        assert!(d.is_allowed());
+        assert_eq!(d.remaining(), 2);
+    }
+
+    #[test]
+    fn first_request_anchor_opens_windows_on_traffic() {
+        let alg = FixedWindow::new(Rate::per_minute(2).unwrap()).anchored(Anchor::FirstRequest);
+        let mut s = alg.fresh();
+        assert!(run(&alg, &mut s, 7 * S, 2).is_allowed());
+        let d = run(&alg, &mut s, 30 * S, 1);
+        assert_eq!(d.retry_after(), Some(Duration::from_secs(37)));
+        // The window ends at 67 s; the next request at 90 s opens [90, 150).
+        let d = run(&alg, &mut s, 90 * S, 1);
+        assert_eq!(d.reset_after(), Duration::from_secs(60));
+        assert!(!alg.is_idle(&s, 149 * S));
+        assert!(alg.is_idle(&s, 150 * S));
+    }
+
+    #[test]
+    fn weighted_costs_and_refund() {
+        let alg = FixedWindow::new(Rate::per_second(10).unwrap());
+        let mut s = alg.fresh();
+        assert!(run(&alg, &mut s, 0, 7).is_allowed());
+        let d = run(&alg, &mut s, 0, 4);
+        assert!(d.is_denied());
+        assert_eq!(d.remaining(), 3);
+        alg.refund(&mut s, 1, 5);
+        assert_eq!(s.count, 2);
+        alg.refund(&mut s, 1, 50);
+        assert_eq!(s.count, 0);
+        assert!(alg.is_idle(&s, 1));
+    }
+}

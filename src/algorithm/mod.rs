@@ -1,0 +1,71 @@
+//! The four algorithms, each a pure state machine over a small per-key state and a time
+//! in nanoseconds. No locks, clocks or maps live here; stores ([`crate::KeyedLimiter`],
+//! [`crate::UnkeyedLimiter`], a future remote backend) own concurrency and call these.
+//!
+//! Every algorithm file has the same shape: its parameters type (which implements
+//! [`Algorithm`]), its per-key state type, the pure [`Algorithm::decide`] and
+//! [`Algorithm::commit`] functions, and its tests.
+//!
+//! | algorithm | state per key | exactness |
+//! |---|---|---|
+//! | [`FixedWindow`] | window start + count | exact per window; up to 2× across a boundary |
+//! | [`SlidingLog`] | admitted (time, cost) entries | exact rolling window |
+//! | [`SlidingWindow`] | previous + current count | weighted approximation of a rolling window |
+//! | [`Gcra`] | theoretical arrival time (`u64`) | exact token bucket with burst |
+
+mod cell;
+mod fixed_window;
+mod gcra;
+mod sliding_log;
+mod sliding_window;
+
+use std::fmt::Debug;
+
+pub use cell::{AtomicCell, StateCell};
+pub use fixed_window::{Anchor, FixedWindow, FixedWindowState};
+pub use gcra::Gcra;
+pub use sliding_log::{SlidingLog, SlidingLogState};
+pub use sliding_window::{SlidingWindow, SlidingWindowState};
+
+use crate::{Decision, Nanos, Rate};
+
+/// A rate-limiting algorithm: parameters plus pure functions over a per-key state.
+///
+/// Contract, shared by all implementations and relied on by stores:
+///
+/// - [`decide`](Algorithm::decide) changes nothing observable; calling it twice at the
+///   same `now` gives the same answer.
+/// - [`commit`](Algorithm::commit) is called only after an allowing `decide` with the same
+///   `now` and `cost` on the same state, and consumes exactly `cost`.
+/// - A fresh state admits any `cost <= capacity()`.
+/// - A state for which [`is_idle`](Algorithm::is_idle) holds behaves exactly like
+///   [`fresh`](Algorithm::fresh) from then on, so a store may drop it.
+pub trait Algorithm: Clone + Debug + Send + Sync + 'static {
+    /// The per-key state.
+    type State: Clone + Debug + Send + Sync + 'static;
+    /// How a store keeps one state shared between threads.
+    type Cell: StateCell<State = Self::State>;
+
+    /// The rate this algorithm enforces.
+    fn rate(&self) -> Rate;
+    /// The same algorithm with another rate (a per-plan or per-key limit); GCRA's burst
+    /// becomes the new rate's count.
+    fn with_rate(&self, rate: Rate) -> Self;
+    /// The limit reported in decisions.
+    fn limit(&self) -> u64;
+    /// The largest cost a single request may have.
+    fn capacity(&self) -> u64 {
+        self.limit()
+    }
+    /// The state of a key never seen.
+    fn fresh(&self) -> Self::State;
+    /// The decision for a request of `cost` (`1..=capacity()`, or 0) at `now`, without
+    /// changing anything.
+    fn decide(&self, state: &mut Self::State, now: Nanos, cost: u64) -> Decision;
+    /// Consumes `cost` at `now`; see the trait contract.
+    fn commit(&self, state: &mut Self::State, now: Nanos, cost: u64);
+    /// Gives back up to `cost`, never leaving the state fuller than fresh.
+    fn refund(&self, state: &mut Self::State, now: Nanos, cost: u64);
+    /// Whether the state is indistinguishable from fresh at `now` and later.
+    fn is_idle(&self, state: &Self::State, now: Nanos) -> bool;
+}

@@ -1,0 +1,254 @@
+//! Sliding log: an exact rolling window from the log of admitted requests.
+//!
+//! Every admitted request is logged as `(t, cost)`; it counts while `now < t + W`.
+//! A request is allowed iff the logged sum plus its cost is at most `n`.
+//!
+//! Entries carry running totals, so the sum is one subtraction and the retry-after of a
+//! denial is a binary search; pruning expired entries is amortised O(1) per check.
+//! Requests at the same instant share one entry. Since every entry holds at least one
+//! unit and the sum never exceeds `n`, a key's log holds at most `n` entries.
+
+use std::collections::VecDeque;
+
+use parking_lot::Mutex;
+
+use super::Algorithm;
+use crate::{Decision, Nanos, Rate};
+
+/// Sliding-log parameters.
+///
+/// ```
+/// use ratewarden::{SlidingLog, Rate, UnkeyedLimiter, Clock};
+/// use std::time::Duration;
+///
+/// let (clock, mock) = Clock::mock();
+/// let limiter = UnkeyedLimiter::with_clock(SlidingLog::new(Rate::per_second(2)?), clock);
+/// limiter.check(1)?;
+/// mock.increment(Duration::from_millis(400));
+/// limiter.check(1)?;
+/// // The first entry expires at 1 s, 600 ms from now.
+/// assert_eq!(limiter.check(1)?.retry_after(), Some(Duration::from_millis(600)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlidingLog {
+    rate: Rate,
+}
+
+/// One log entry: when, and the running total of cost up to and including it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct LogEntry {
+    /// When the request was admitted.
+    pub at: Nanos,
+    /// Sum of the costs of this entry and every earlier one still or once in the log.
+    pub total: u64,
+}
+
+/// Per-key state: the entries still in the window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SlidingLogState {
+    entries: VecDeque<LogEntry>,
+    /// Running total of the last entry that expired (0 when the log last emptied).
+    expired_total: u64,
+}
+
+impl SlidingLogState {
+    /// The logged entries, oldest first.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = (Nanos, u64)> + '_ {
+        let mut before = self.expired_total;
+        self.entries.iter().map(move |e| {
+            let cost = e.total - before;
+            before = e.total;
+            (e.at, cost)
+        })
+    }
+
+    fn sum(&self) -> u64 {
+        self.entries
+            .back()
+            .map_or(0, |last| last.total - self.expired_total)
+    }
+
+    fn prune(&mut self, now: Nanos, window: u64) {
+        while let Some(first) = self.entries.front() {
+            if first.at.saturating_add(window) > now {
+                break;
+            }
+            self.expired_total = first.total;
+            self.entries.pop_front();
+        }
+        if self.entries.is_empty() {
+            self.expired_total = 0;
+        }
+    }
+}
+
+impl SlidingLog {
+    /// A sliding log for `rate`.
+    pub fn new(rate: Rate) -> SlidingLog {
+        SlidingLog { rate }
+    }
+}
+
+impl Algorithm for SlidingLog {
+    type State = SlidingLogState;
+    type Cell = Mutex<SlidingLogState>;
+
+    fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    fn with_rate(&self, rate: Rate) -> Self {
+        SlidingLog { rate }
+    }
+
+    fn limit(&self) -> u64 {
+        self.rate.count()
+    }
+
+    fn fresh(&self) -> SlidingLogState {
+        SlidingLogState::default()
+    }
+
+    fn decide(&self, state: &mut SlidingLogState, now: Nanos, cost: u64) -> Decision {
+        let (n, w) = (self.rate.count(), self.rate.window_nanos());
+        state.prune(now, w);
+        let sum = state.sum();
+        // The newest entry expires last; an allowed request becomes (or joins) it.
+        let newest = state.entries.back().map(|e| e.at);
+        let expiry = |at: Nanos| at.saturating_add(w).saturating_sub(now);
+        if sum.saturating_add(cost) <= n {
+            let reset = match (sum + cost, newest) {
+                (0, _) => 0,
+                (_, _) if cost > 0 => w,
+                (_, Some(at)) => expiry(at),
+                (_, None) => 0,
+            };
+            return Decision::allow(n, n - sum - cost, w, reset);
+        }
+        // Oldest entries must expire until the remaining sum is at most n - cost.
+        let need = sum + cost - n;
+        let base = state.expired_total;
+        let i = state.entries.partition_point(|e| e.total - base < need);
+        let retry = state.entries.get(i).map_or(w, |e| expiry(e.at));
+        let reset = newest.map_or(0, expiry);
+        Decision::deny(n, n.saturating_sub(sum), w, reset, retry)
+    }
+
+    fn commit(&self, state: &mut SlidingLogState, now: Nanos, cost: u64) {
+        if cost == 0 {
+            return;
+        }
+        state.prune(now, self.rate.window_nanos());
+        let before = state
+            .entries
+            .back()
+            .map_or(state.expired_total, |e| e.total);
+        match state.entries.back_mut() {
+            Some(last) if last.at >= now => last.total += cost,
+            _ => state.entries.push_back(LogEntry {
+                at: now,
+                total: before + cost,
+            }),
+        }
+    }
+
+    fn refund(&self, state: &mut SlidingLogState, now: Nanos, cost: u64) {
+        state.prune(now, self.rate.window_nanos());
+        let mut left = cost;
+        while left > 0 {
+            let Some(last) = state.entries.back().copied() else {
+                break;
+            };
+            let len = state.entries.len();
+            let before = if len >= 2 {
+                state.entries[len - 2].total
+            } else {
+                state.expired_total
+            };
+            let take = left.min(last.total - before);
+            left -= take;
+            if take == last.total - before {
+                state.entries.pop_back();
+            } else if let Some(back) = state.entries.back_mut() {
+                back.total -= take;
+            }
+        }
+        if state.entries.is_empty() {
+            state.expired_total = 0;
+        }
+    }
+
+    fn is_idle(&self, state: &SlidingLogState, now: Nanos) -> bool {
+        state
+            .entries
+            .back()
+            .is_none_or(|e| e.at.saturating_add(self.rate.window_nanos()) <= now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const MS: u64 = 1_000_000;
+
+    fn run(alg: &SlidingLog, s: &mut SlidingLogState, now: Nanos, cost: u64) -> Decision {
+        let d = alg.decide(s, now, cost);
+        if d.is_allowed() {
+            alg.commit(s, now, cost);
+        }
+        d
+    }
+
+    #[test]
+    fn exact_rolling_window_and_retry_for_weighted_cost() {
+        let alg = SlidingLog::new(Rate::new(5, Duration::from_secs(1)).unwrap());
+        let mut s = alg.fresh();
+        assert!(run(&alg, &mut s, 0, 2).is_allowed());
+        assert!(run(&alg, &mut s, 300 * MS, 1).is_allowed());
+        assert!(run(&alg, &mut s, 600 * MS, 2).is_allowed());
+        // full; a cost of 3 needs the entries at 0 (2) and 300 ms (1) to expire
+        let d = run(&alg, &mut s, 700 * MS, 3);
+        assert_eq!(d.retry_after(), Some(Duration::from_millis(600)));
+        assert_eq!(d.reset_after(), Duration::from_millis(900));
+        assert!(run(&alg, &mut s, 1_300 * MS - 1, 3).is_denied());
+        let d = run(&alg, &mut s, 1_300 * MS, 3);
+        assert!(d.is_allowed());
+        assert_eq!(d.remaining(), 0);
+        assert_eq!(
+            s.entries().collect::<Vec<_>>(),
+            vec![(600 * MS, 2), (1_300 * MS, 3)]
+        );
+    }
+
+    #[test]
+    fn same_instant_requests_share_an_entry_and_memory_is_bounded() {
+        let alg = SlidingLog::new(Rate::per_second(1_000).unwrap());
+        let mut s = alg.fresh();
+        for _ in 0..2_000 {
+            run(&alg, &mut s, 5, 1);
+        }
+        assert_eq!(s.entries.len(), 1);
+        for t in 0..5_000 {
+            run(&alg, &mut s, 10 + t * MS / 10, 1);
+        }
+        assert!(s.entries.len() <= 1_000);
+    }
+
+    #[test]
+    fn refund_takes_from_the_newest_entries() {
+        let alg = SlidingLog::new(Rate::per_second(10).unwrap());
+        let mut s = alg.fresh();
+        run(&alg, &mut s, 0, 3);
+        run(&alg, &mut s, MS, 4);
+        alg.refund(&mut s, MS, 5);
+        assert_eq!(s.entries().collect::<Vec<_>>(), vec![(0, 2)]);
+        alg.refund(&mut s, MS, 9);
+        assert!(alg.is_idle(&s, MS));
+        assert_eq!(s, alg.fresh());
+    }
+}

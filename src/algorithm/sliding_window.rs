@@ -1,0 +1,210 @@
+//! Sliding-window counter: a rolling window approximated from two fixed windows.
+//!
+//! Windows are aligned to the Unix epoch. With `e` the time into the current window,
+//! the estimate is `prev × (W − e) / W + cur`; a request is allowed iff
+//! `estimate + cost ≤ n`, computed exactly in integers
+//! (`prev × (W − e) + (cur + cost) × W ≤ n × W`, in `u128`). O(1) memory per key, and the
+//! approximation large CDNs use; it assumes the previous window's traffic was spread
+//! evenly.
+
+use parking_lot::Mutex;
+
+use super::Algorithm;
+use crate::{Decision, Nanos, Rate};
+
+/// Sliding-window-counter parameters.
+///
+/// ```
+/// use ratewarden::{SlidingWindow, Rate, UnkeyedLimiter, Clock};
+/// use std::time::Duration;
+///
+/// let (clock, mock) = Clock::mock();
+/// let limiter = UnkeyedLimiter::with_clock(SlidingWindow::new(Rate::per_minute(10)?), clock);
+/// assert!(limiter.check(10)?.is_allowed());
+/// // Halfway into the next minute, half of the previous minute still counts.
+/// mock.increment(Duration::from_secs(90));
+/// assert_eq!(limiter.peek(1)?.remaining(), 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlidingWindow {
+    rate: Rate,
+}
+
+/// Per-key state: the current window's start and the previous and current counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SlidingWindowState {
+    /// Start of the window `cur` counts (nanoseconds since the Unix epoch).
+    pub start: Nanos,
+    /// Units admitted in the window before `start`.
+    pub prev: u64,
+    /// Units admitted in the window that starts at `start`.
+    pub cur: u64,
+}
+
+impl SlidingWindow {
+    /// A sliding-window counter for `rate`.
+    pub fn new(rate: Rate) -> SlidingWindow {
+        SlidingWindow { rate }
+    }
+
+    /// The state rolled forward to the window `now` falls in.
+    fn rolled(&self, s: &SlidingWindowState, now: Nanos) -> SlidingWindowState {
+        let w = self.rate.window_nanos();
+        let start = now - now % w;
+        if start == s.start {
+            *s
+        } else if start == s.start.saturating_add(w) {
+            SlidingWindowState {
+                start,
+                prev: s.cur,
+                cur: 0,
+            }
+        } else if start < s.start {
+            // Only reachable when a caller passes an earlier time than one already seen.
+            *s
+        } else {
+            SlidingWindowState {
+                start,
+                prev: 0,
+                cur: 0,
+            }
+        }
+    }
+}
+
+impl Algorithm for SlidingWindow {
+    type State = SlidingWindowState;
+    type Cell = Mutex<SlidingWindowState>;
+
+    fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    fn with_rate(&self, rate: Rate) -> Self {
+        SlidingWindow { rate }
+    }
+
+    fn limit(&self) -> u64 {
+        self.rate.count()
+    }
+
+    fn fresh(&self) -> SlidingWindowState {
+        SlidingWindowState::default()
+    }
+
+    fn decide(&self, state: &mut SlidingWindowState, now: Nanos, cost: u64) -> Decision {
+        *state = self.rolled(state, now);
+        let s = *state;
+        let (n, w) = (self.rate.count(), self.rate.window_nanos());
+        let now = now.max(s.start);
+        let e = (now - s.start).min(w - 1);
+        let (n128, w128) = (n as u128, w as u128);
+        let weighted_prev = s.prev as u128 * (w - e) as u128;
+        let budget = n128 * w128;
+        let allowed = weighted_prev + (s.cur as u128 + cost as u128) * w128 <= budget;
+        let cur = if allowed { s.cur + cost } else { s.cur };
+        // remaining = floor(n - estimate) = floor((nW - prev(W-e) - cur W) / W)
+        let used = weighted_prev + cur as u128 * w128;
+        let remaining = (budget.saturating_sub(used) / w128) as u64;
+        let window_end = s.start + w;
+        let reset_after = if cur > 0 {
+            window_end + w - now
+        } else if s.prev > 0 {
+            window_end - now
+        } else {
+            0
+        };
+        if allowed {
+            return Decision::allow(n, remaining, w, reset_after);
+        }
+        // Earliest time the same request passes, assuming no other traffic.
+        let retry_at = if s.cur + cost <= n {
+            // Still in this window: need prev × (W − e') ≤ (n − cur − cost) × W.
+            let slack = (n - s.cur - cost) as u128 * w128 / s.prev.max(1) as u128;
+            window_end - slack.min(w128) as u64
+        } else {
+            // In the next window, where cur becomes prev: cur × (W − e') ≤ (n − cost) × W.
+            let slack = n.saturating_sub(cost) as u128 * w128 / s.cur.max(1) as u128;
+            window_end + w - slack.min(w128) as u64
+        };
+        Decision::deny(n, remaining, w, reset_after, retry_at.saturating_sub(now))
+    }
+
+    fn commit(&self, state: &mut SlidingWindowState, now: Nanos, cost: u64) {
+        *state = self.rolled(state, now);
+        state.cur += cost;
+    }
+
+    fn refund(&self, state: &mut SlidingWindowState, now: Nanos, cost: u64) {
+        *state = self.rolled(state, now);
+        let from_cur = cost.min(state.cur);
+        state.cur -= from_cur;
+        state.prev -= (cost - from_cur).min(state.prev);
+    }
+
+    fn is_idle(&self, state: &SlidingWindowState, now: Nanos) -> bool {
+        let s = self.rolled(state, now);
+        s.prev == 0 && s.cur == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const S: u64 = 1_000_000_000;
+
+    fn run(alg: &SlidingWindow, s: &mut SlidingWindowState, now: Nanos, cost: u64) -> Decision {
+        let d = alg.decide(s, now, cost);
+        if d.is_allowed() {
+            alg.commit(s, now, cost);
+        }
+        d
+    }
+
+    #[test]
+    fn weighted_estimate_at_0_25_50_100_percent() {
+        let alg = SlidingWindow::new(Rate::per_minute(100).unwrap());
+        let mut s = alg.fresh();
+        assert!(run(&alg, &mut s, 0, 80).is_allowed());
+        // next window: prev = 80 weighted by (W − e)/W
+        for (at, remaining) in [(60, 20), (75, 40), (90, 60), (120, 100)] {
+            let d = alg.decide(&mut s.clone(), at * S, 0);
+            assert_eq!(d.remaining(), remaining, "at {at}s");
+        }
+        // At 25 %: estimate 60; a cost of 40 fits, 41 does not.
+        let at = 75 * S;
+        assert!(alg.decide(&mut s.clone(), at, 40).is_allowed());
+        let d = alg.decide(&mut s.clone(), at, 41);
+        assert!(d.is_denied());
+        // 80 × (W − e)/W ≤ 59 ⇔ e ≥ W × 21/80 = 15.75 s into the window
+        assert_eq!(d.retry_after(), Some(Duration::from_millis(750)));
+    }
+
+    #[test]
+    fn retry_can_lie_in_the_next_window() {
+        let alg = SlidingWindow::new(Rate::per_second(10).unwrap());
+        let mut s = alg.fresh();
+        assert!(run(&alg, &mut s, S / 2, 10).is_allowed());
+        let d = run(&alg, &mut s, S / 2, 1);
+        // next window: 10 × (W − e)/W ≤ 9 ⇔ e ≥ 0.1 s, so at 1.1 s
+        assert_eq!(d.retry_after(), Some(Duration::from_millis(600)));
+        assert_eq!(d.reset_after(), Duration::from_millis(1_500));
+        assert!(run(&alg, &mut s, S + S / 10 - 1, 1).is_denied());
+        assert!(run(&alg, &mut s, S + S / 10, 1).is_allowed());
+    }
+
+    #[test]
+    fn refund_and_idle() {
+        let alg = SlidingWindow::new(Rate::per_second(10).unwrap());
+        let mut s = alg.fresh();
+        run(&alg, &mut s, 0, 4);
+        alg.refund(&mut s, S, 3); // rolled: prev = 4 -> 1
+        assert_eq!((s.prev, s.cur), (1, 0));
+        assert!(!alg.is_idle(&s, S));
+        assert!(alg.is_idle(&s, 2 * S));
+    }
+}

@@ -1,0 +1,68 @@
+//! # ratewarden
+//!
+//! Exact, fast rate limiting for Rust services: ask one question per request — *may this
+//! go through, and what do I tell the client?* — and get an answer that turns straight
+//! into a `429` with the right headers.
+//!
+//! ```
+//! use ratewarden::{Clock, Gcra, KeyedLimiter, Rate};
+//! use std::time::Duration;
+//!
+//! // 600 requests per minute per API key, in bursts of up to 600.
+//! let (clock, mock) = Clock::mock(); // tests use a mock; services use `KeyedLimiter::new`
+//! let limiter: KeyedLimiter<String> =
+//!     KeyedLimiter::with_clock(Gcra::new("600/min".parse()?), clock);
+//!
+//! for _ in 0..600 {
+//!     assert!(limiter.check("key-1", 1)?.is_allowed());
+//! }
+//! let denied = limiter.check("key-1", 1)?;
+//! assert!(denied.is_denied());
+//! assert_eq!(denied.remaining(), 0);
+//! // One request's worth of quota comes back every 100 ms.
+//! assert_eq!(denied.retry_after(), Some(Duration::from_millis(100)));
+//! // Other keys are untouched.
+//! assert_eq!(limiter.check("key-2", 1)?.remaining(), 599);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Pieces
+//!
+//! - [`Rate`]: a validated quota, `Rate::per_minute(600)` or `"600/min".parse()`.
+//! - Algorithms ([`algorithm`]): [`FixedWindow`], [`SlidingLog`], [`SlidingWindow`] and
+//!   [`Gcra`] — pure state machines, one file each.
+//! - Limiters: [`KeyedLimiter`] (one quota per key, idle keys evicted automatically, a hard
+//!   key cap) and [`UnkeyedLimiter`]; both implement [`Limiter`].
+//! - [`Decision`]: allowed or denied, `limit`, `remaining`, `reset_after`, `retry_after`.
+//! - [`Clock`]: real or mock time; one reading per check.
+//!
+//! ## Semantics
+//!
+//! A check consumes its cost on allow and nothing on deny; no interleaving of threads
+//! admits more than the quota. A cost above the capacity is a [`CheckError`], not a
+//! denial. Invalid quotas are rejected at construction with a [`RateError`]. Time that
+//! appears to go backwards counts as no time passing.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod algorithm;
+mod clock;
+mod decision;
+mod error;
+mod limiter;
+mod rate;
+mod store;
+
+pub use algorithm::{Anchor, FixedWindow, Gcra, SlidingLog, SlidingWindow};
+pub use clock::{to_system_time, Clock, Nanos};
+pub use decision::Decision;
+pub use error::{CheckError, RateError};
+pub use limiter::{KeyedBuilder, KeyedLimiter, Limiter, UnkeyedLimiter, DEFAULT_MAX_KEYS};
+pub use rate::{Rate, MAX_WINDOW};
+pub use store::OnFull;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

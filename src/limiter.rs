@@ -1,0 +1,511 @@
+//! The [`Limiter`] trait and the two limiter types users hold: [`KeyedLimiter`] (one
+//! quota per key: API key, organization, address…) and [`UnkeyedLimiter`] (one quota).
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+
+use crate::algorithm::{Algorithm, StateCell};
+use crate::store::{OnFull, Store};
+use crate::{CheckError, Clock, Decision, Gcra, Nanos, Rate};
+
+/// A rate limiter over keys of type `K` (`()` for an unkeyed limiter).
+///
+/// Every method is safe to call from many threads at once. The `*_at` methods take the
+/// time explicitly (nanoseconds since the Unix epoch, see [`Clock`]); the others read the
+/// limiter's clock once.
+///
+/// Semantics shared by every implementation:
+/// - `check` consumes `cost` on allow and **nothing** on deny;
+/// - `peek` returns exactly what `check` would at the same instant, changing nothing;
+/// - `refund` gives back up to `cost`, never leaving a key fuller than a fresh one;
+/// - a cost above the capacity is `Err(CheckError::CostExceedsCapacity)`, not a denial;
+/// - a cost of 0 is always allowed, consumes nothing and reports the current state.
+pub trait Limiter<K: ?Sized>: Send + Sync {
+    /// The clock this limiter reads.
+    fn clock(&self) -> &Clock;
+
+    /// The rate enforced (before any per-request override).
+    fn rate(&self) -> Rate;
+
+    /// Checks and, if allowed, consumes `cost` at `now`.
+    fn check_at(&self, key: &K, cost: u64, now: Nanos) -> Result<Decision, CheckError>;
+
+    /// What [`check_at`](Limiter::check_at) would return, consuming nothing.
+    fn peek_at(&self, key: &K, cost: u64, now: Nanos) -> Result<Decision, CheckError>;
+
+    /// Gives back up to `cost` previously consumed by `key`.
+    fn refund_at(&self, key: &K, cost: u64, now: Nanos);
+
+    /// The building block of atomic composition ([`Policy`](crate::Policy)): decides a
+    /// request of `cost` at `now` (under `rate` instead of the limiter's own, if given),
+    /// then calls `then` with the decision **while still holding the key's state**, and
+    /// consumes `cost` only if the decision allowed and `then` returned `true`. Nobody
+    /// else can change this key's state in between.
+    fn transact(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Nanos,
+        rate: Option<Rate>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError>;
+
+    /// Checks and consumes `cost` now.
+    fn check(&self, key: &K, cost: u64) -> Result<Decision, CheckError> {
+        self.check_at(key, cost, self.clock().now())
+    }
+
+    /// Peeks now.
+    fn peek(&self, key: &K, cost: u64) -> Result<Decision, CheckError> {
+        self.peek_at(key, cost, self.clock().now())
+    }
+
+    /// Refunds now.
+    fn refund(&self, key: &K, cost: u64) {
+        self.refund_at(key, cost, self.clock().now())
+    }
+}
+
+#[inline]
+fn check_cost<A: Algorithm>(alg: &A, cost: u64) -> Result<(), CheckError> {
+    if cost > alg.capacity() {
+        return Err(CheckError::CostExceedsCapacity {
+            cost,
+            capacity: alg.capacity(),
+        });
+    }
+    Ok(())
+}
+
+#[inline]
+fn decide_and_commit<A: Algorithm>(
+    alg: &A,
+    state: &mut A::State,
+    now: Nanos,
+    cost: u64,
+) -> Decision {
+    let decision = alg.decide(state, now, cost);
+    if decision.is_allowed() {
+        alg.commit(state, now, cost);
+    }
+    decision
+}
+
+fn decide_then<A: Algorithm>(
+    alg: &A,
+    state: &mut A::State,
+    now: Nanos,
+    cost: u64,
+    then: &mut dyn FnMut(&Decision) -> bool,
+) -> Decision {
+    let decision = alg.decide(state, now, cost);
+    if then(&decision) && decision.is_allowed() {
+        alg.commit(state, now, cost);
+    }
+    decision
+}
+
+/// One quota per key.
+///
+/// ```
+/// use ratewarden::{KeyedLimiter, Gcra, Rate};
+///
+/// let limiter: KeyedLimiter<String> = KeyedLimiter::new(Gcra::new(Rate::per_minute(600)?));
+/// let decision = limiter.check("api-key-1", 1)?;
+/// assert!(decision.is_allowed());
+/// assert_eq!(decision.remaining(), 599);
+/// assert_eq!(limiter.check("api-key-2", 1)?.remaining(), 599);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct KeyedLimiter<K, A: Algorithm = Gcra> {
+    alg: A,
+    clock: Clock,
+    store: Store<K, A>,
+}
+
+/// Builds a [`KeyedLimiter`] with non-default clock, key cap or sharding.
+///
+/// ```
+/// use ratewarden::{KeyedLimiter, FixedWindow, OnFull, Rate, Clock};
+///
+/// let (clock, _mock) = Clock::mock();
+/// let limiter: KeyedLimiter<u64, FixedWindow> =
+///     KeyedLimiter::builder(FixedWindow::new(Rate::per_hour(100)?))
+///         .clock(clock)
+///         .max_keys(2)
+///         .on_full(OnFull::Reject)
+///         .build();
+/// limiter.check(&1u64, 1)?;
+/// limiter.check(&2u64, 1)?;
+/// assert!(limiter.check(&3u64, 1).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct KeyedBuilder<K, A> {
+    key: PhantomData<fn() -> K>,
+    alg: A,
+    clock: Option<Clock>,
+    max_keys: usize,
+    on_full: OnFull,
+    shards: usize,
+}
+
+/// The default cap on tracked keys per keyed limiter.
+pub const DEFAULT_MAX_KEYS: usize = 10_000_000;
+
+impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedBuilder<K, A> {
+    /// The clock to read (default: the real clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The most keys tracked at once (default [`DEFAULT_MAX_KEYS`]).
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// What to do with a new key at the cap (default [`OnFull::Reject`]).
+    pub fn on_full(mut self, on_full: OnFull) -> Self {
+        self.on_full = on_full;
+        self
+    }
+
+    /// Number of shards, rounded up to a power of two (default: 64).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards;
+        self
+    }
+
+    /// The limiter.
+    pub fn build(self) -> KeyedLimiter<K, A> {
+        KeyedLimiter {
+            alg: self.alg,
+            clock: self.clock.unwrap_or_default(),
+            store: Store::new(self.shards, self.max_keys, self.on_full),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
+    /// A keyed limiter on the real clock with default settings.
+    pub fn new(alg: A) -> Self {
+        Self::builder(alg).build()
+    }
+
+    /// A keyed limiter reading `clock` (e.g. [`Clock::mock`]).
+    pub fn with_clock(alg: A, clock: Clock) -> Self {
+        Self::builder(alg).clock(clock).build()
+    }
+
+    /// A builder for the remaining settings.
+    pub fn builder(alg: A) -> KeyedBuilder<K, A> {
+        KeyedBuilder {
+            key: PhantomData,
+            alg,
+            clock: None,
+            max_keys: DEFAULT_MAX_KEYS,
+            on_full: OnFull::default(),
+            shards: 64,
+        }
+    }
+
+    /// The algorithm and its parameters.
+    pub fn algorithm(&self) -> &A {
+        &self.alg
+    }
+
+    /// The clock this limiter reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Number of keys currently tracked (idle keys are dropped as traffic goes on).
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys tracked per shard (for diagnostics and tests of the hash spread).
+    pub fn shard_lens(&self) -> Vec<usize> {
+        self.store.shard_lens()
+    }
+
+    /// Checks and, if allowed, consumes `cost` for `key` now.
+    #[inline]
+    pub fn check<Q>(&self, key: &Q, cost: u64) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.check_at(key, cost, self.clock.now())
+    }
+
+    /// [`check`](Self::check) at an explicit time.
+    #[inline]
+    pub fn check_at<Q>(&self, key: &Q, cost: u64, now: Nanos) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let alg = &self.alg;
+        check_cost(alg, cost)?;
+        if cost == 0 {
+            return self.peek_at(key, 0, now);
+        }
+        self.store.with_cell(alg, key, now, |cell| {
+            cell.update(|state| decide_and_commit(alg, state, now, cost))
+        })
+    }
+
+    /// What [`check`](Self::check) would return now, consuming nothing.
+    pub fn peek<Q>(&self, key: &Q, cost: u64) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.peek_at(key, cost, self.clock.now())
+    }
+
+    /// [`peek`](Self::peek) at an explicit time.
+    pub fn peek_at<Q>(&self, key: &Q, cost: u64, now: Nanos) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let alg = &self.alg;
+        check_cost(alg, cost)?;
+        let seen = self.store.with_existing(alg, key, now, |cell| {
+            cell.update(|state| alg.decide(state, now, cost))
+        });
+        Ok(seen.unwrap_or_else(|| alg.decide(&mut alg.fresh(), now, cost)))
+    }
+
+    /// Gives back up to `cost` consumed by `key` (e.g. the work it paid for failed).
+    pub fn refund<Q>(&self, key: &Q, cost: u64)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.refund_at(key, cost, self.clock.now())
+    }
+
+    /// [`refund`](Self::refund) at an explicit time.
+    pub fn refund_at<Q>(&self, key: &Q, cost: u64, now: Nanos)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let alg = &self.alg;
+        self.store.with_existing(alg, key, now, |cell| {
+            cell.lock(|s| alg.refund(s, now, cost))
+        });
+    }
+
+    /// See [`Limiter::transact`].
+    pub fn transact<Q>(
+        &self,
+        key: &Q,
+        cost: u64,
+        now: Nanos,
+        rate: Option<Rate>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let reshaped;
+        let alg = match rate {
+            Some(rate) if rate != self.alg.rate() => {
+                reshaped = self.alg.with_rate(rate);
+                &reshaped
+            }
+            _ => &self.alg,
+        };
+        check_cost(alg, cost)?;
+        self.store.with_cell(&self.alg, key, now, |cell| {
+            cell.lock(|state| decide_then(alg, state, now, cost, then))
+        })
+    }
+}
+
+impl<K, A> Limiter<K> for KeyedLimiter<K, A>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    A: Algorithm,
+{
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn rate(&self) -> Rate {
+        self.alg.rate()
+    }
+
+    fn check_at(&self, key: &K, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
+        KeyedLimiter::check_at(self, key, cost, now)
+    }
+
+    fn peek_at(&self, key: &K, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
+        KeyedLimiter::peek_at(self, key, cost, now)
+    }
+
+    fn refund_at(&self, key: &K, cost: u64, now: Nanos) {
+        KeyedLimiter::refund_at(self, key, cost, now)
+    }
+
+    fn transact(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Nanos,
+        rate: Option<Rate>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError> {
+        KeyedLimiter::transact(self, key, cost, now, rate, then)
+    }
+}
+
+impl<K, A: Algorithm> fmt::Debug for KeyedLimiter<K, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedLimiter")
+            .field("algorithm", &self.alg)
+            .field("keys", &self.store.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One quota for everything that passes through it.
+///
+/// ```
+/// use ratewarden::{UnkeyedLimiter, Gcra, Rate};
+///
+/// let limiter = UnkeyedLimiter::new(Gcra::new(Rate::per_second(100)?));
+/// assert!(limiter.check(1)?.is_allowed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct UnkeyedLimiter<A: Algorithm = Gcra> {
+    alg: A,
+    clock: Clock,
+    cell: A::Cell,
+}
+
+impl<A: Algorithm> UnkeyedLimiter<A> {
+    /// An unkeyed limiter on the real clock.
+    pub fn new(alg: A) -> Self {
+        Self::with_clock(alg, Clock::new())
+    }
+
+    /// An unkeyed limiter reading `clock`.
+    pub fn with_clock(alg: A, clock: Clock) -> Self {
+        let cell = A::Cell::new(alg.fresh());
+        UnkeyedLimiter { alg, clock, cell }
+    }
+
+    /// The algorithm and its parameters.
+    pub fn algorithm(&self) -> &A {
+        &self.alg
+    }
+
+    /// Checks and, if allowed, consumes `cost` now.
+    #[inline]
+    pub fn check(&self, cost: u64) -> Result<Decision, CheckError> {
+        self.check_at(cost, self.clock.now())
+    }
+
+    /// [`check`](Self::check) at an explicit time.
+    #[inline]
+    pub fn check_at(&self, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
+        let alg = &self.alg;
+        check_cost(alg, cost)?;
+        Ok(self
+            .cell
+            .update(|state| decide_and_commit(alg, state, now, cost)))
+    }
+
+    /// What [`check`](Self::check) would return now, consuming nothing.
+    pub fn peek(&self, cost: u64) -> Result<Decision, CheckError> {
+        self.peek_at(cost, self.clock.now())
+    }
+
+    /// [`peek`](Self::peek) at an explicit time.
+    pub fn peek_at(&self, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
+        let alg = &self.alg;
+        check_cost(alg, cost)?;
+        Ok(self
+            .cell
+            .update(|state| alg.decide(&mut state.clone(), now, cost)))
+    }
+
+    /// Gives back up to `cost`.
+    pub fn refund(&self, cost: u64) {
+        self.refund_at(cost, self.clock.now())
+    }
+
+    /// [`refund`](Self::refund) at an explicit time.
+    pub fn refund_at(&self, cost: u64, now: Nanos) {
+        let alg = &self.alg;
+        self.cell.lock(|state| alg.refund(state, now, cost));
+    }
+}
+
+impl<A: Algorithm> Limiter<()> for UnkeyedLimiter<A> {
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn rate(&self) -> Rate {
+        self.alg.rate()
+    }
+
+    fn check_at(&self, _: &(), cost: u64, now: Nanos) -> Result<Decision, CheckError> {
+        UnkeyedLimiter::check_at(self, cost, now)
+    }
+
+    fn peek_at(&self, _: &(), cost: u64, now: Nanos) -> Result<Decision, CheckError> {
+        UnkeyedLimiter::peek_at(self, cost, now)
+    }
+
+    fn refund_at(&self, _: &(), cost: u64, now: Nanos) {
+        UnkeyedLimiter::refund_at(self, cost, now)
+    }
+
+    fn transact(
+        &self,
+        _: &(),
+        cost: u64,
+        now: Nanos,
+        rate: Option<Rate>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError> {
+        let reshaped;
+        let alg = match rate {
+            Some(rate) if rate != self.alg.rate() => {
+                reshaped = self.alg.with_rate(rate);
+                &reshaped
+            }
+            _ => &self.alg,
+        };
+        check_cost(alg, cost)?;
+        Ok(self
+            .cell
+            .lock(|state| decide_then(alg, state, now, cost, then)))
+    }
+}
+
+impl<A: Algorithm> fmt::Debug for UnkeyedLimiter<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnkeyedLimiter")
+            .field("algorithm", &self.alg)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,220 @@
+//! The keyed state store: per-key algorithm state in a sharded hash table.
+//!
+//! - **Sharding.** Keys hash once (ahash, with per-process random keys, so an attacker
+//!   cannot choose keys that collide) and the hash picks both the shard and the slot.
+//!   Each shard is an `RwLock` over a `hashbrown` table, padded to its own cache lines.
+//!   Checks on existing keys take the shard's read lock, so threads on different keys of
+//!   one shard do not wait for each other; the state itself sits in its algorithm's cell
+//!   (a compare-and-swap `u64` for GCRA, a short mutex for the others).
+//! - **Eviction.** A key whose state is idle (indistinguishable from a fresh key) carries
+//!   no information, so dropping it loses nothing. Each shard counts the operations on it;
+//!   once they reach half its size, the next operation sweeps the shard (`retain` of
+//!   non-idle keys, then a shrink if the table is mostly empty). The cost is amortised
+//!   O(1) per operation, needs no background thread and no user call, and memory follows
+//!   the *active* key set. A sweep holds one shard's write lock for a pass over that shard.
+//! - **Key cap.** [`max_keys`](crate::KeyedBuilder::max_keys) bounds the number of keys
+//!   against key spraying. A new key at the cap first triggers a sweep of its shard; if
+//!   the store is still full, [`OnFull`] decides: refuse the request with
+//!   [`CheckError::KeyCapReached`] (the default), or judge it against a fresh state that is
+//!   not kept. Keys already tracked are never displaced, so a flood of new keys cannot
+//!   reset the budget of an existing abuser.
+
+use std::borrow::Borrow;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hashbrown::HashTable;
+use parking_lot::{RwLock, RwLockWriteGuard};
+
+use crate::algorithm::{Algorithm, StateCell};
+use crate::{CheckError, Nanos};
+
+/// What a keyed limiter does with a new key when it already tracks `max_keys` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum OnFull {
+    /// Refuse the request with [`CheckError::KeyCapReached`] (fail closed for new keys).
+    #[default]
+    Reject,
+    /// Judge the request against a fresh state that is not stored (fail open for new
+    /// keys: each of their requests is allowed up to the full capacity).
+    AllowUntracked,
+}
+
+struct Entry<K, C> {
+    hash: u64,
+    key: K,
+    cell: C,
+}
+
+#[repr(align(128))]
+struct Shard<K, C> {
+    table: RwLock<HashTable<Entry<K, C>>>,
+    ops: AtomicUsize,
+}
+
+/// Sharded per-key state for one algorithm.
+pub(crate) struct Store<K, A: Algorithm> {
+    shards: Box<[Shard<K, A::Cell>]>,
+    hasher: ahash::RandomState,
+    mask: usize,
+    len: AtomicUsize,
+    max_keys: usize,
+    on_full: OnFull,
+}
+
+/// Operations a shard absorbs before it sweeps, at the least.
+const MIN_SWEEP_INTERVAL: usize = 64;
+
+impl<K, A: Algorithm> Store<K, A> {
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+}
+
+impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
+    pub(crate) fn new(shards: usize, max_keys: usize, on_full: OnFull) -> Self {
+        let shards = shards.clamp(1, 1 << 16).next_power_of_two();
+        Store {
+            shards: (0..shards)
+                .map(|_| Shard {
+                    table: RwLock::new(HashTable::new()),
+                    ops: AtomicUsize::new(0),
+                })
+                .collect(),
+            hasher: ahash::RandomState::new(),
+            mask: shards - 1,
+            len: AtomicUsize::new(0),
+            max_keys,
+            on_full,
+        }
+    }
+
+    pub(crate) fn shard_lens(&self) -> Vec<usize> {
+        self.shards.iter().map(|s| s.table.read().len()).collect()
+    }
+
+    #[inline]
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &Shard<K, A::Cell>) {
+        let hash = self.hasher.hash_one(key);
+        // The table uses the low bits for the slot and the top 7 for its tags; take the
+        // shard from bits in between so the three stay independent.
+        (hash, &self.shards[(hash >> 40) as usize & self.mask])
+    }
+
+    /// Runs `f` on the key's cell if the key is tracked.
+    pub(crate) fn with_existing<Q, R>(
+        &self,
+        alg: &A,
+        key: &Q,
+        now: Nanos,
+        f: impl FnOnce(&A::Cell) -> R,
+    ) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        let (result, len) = {
+            let table = shard.table.read();
+            let entry = table.find(hash, |e| e.key.borrow() == key);
+            (entry.map(|e| f(&e.cell)), table.len())
+        };
+        self.tick(shard, len, alg, now);
+        result
+    }
+
+    /// Runs `f` on the key's cell, inserting a fresh state for a new key.
+    pub(crate) fn with_cell<Q, R>(
+        &self,
+        alg: &A,
+        key: &Q,
+        now: Nanos,
+        f: impl FnOnce(&A::Cell) -> R,
+    ) -> Result<R, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        let eq = |e: &Entry<K, A::Cell>| e.key.borrow() == key;
+        let (result, len) = {
+            let table = shard.table.read();
+            match table.find(hash, eq) {
+                Some(entry) => (f(&entry.cell), table.len()),
+                None => {
+                    drop(table);
+                    let mut table = shard.table.write();
+                    if table.find(hash, eq).is_none() {
+                        if !self.reserve_slot(&mut table, alg, now) {
+                            return match self.on_full {
+                                OnFull::Reject => Err(CheckError::KeyCapReached {
+                                    max_keys: self.max_keys,
+                                }),
+                                OnFull::AllowUntracked => Ok(f(&A::Cell::new(alg.fresh()))),
+                            };
+                        }
+                        table.insert_unique(
+                            hash,
+                            Entry {
+                                hash,
+                                key: key.to_owned(),
+                                cell: A::Cell::new(alg.fresh()),
+                            },
+                            |e| e.hash,
+                        );
+                    }
+                    // Let other keys of this shard proceed while `f` runs.
+                    let table = RwLockWriteGuard::downgrade(table);
+                    let result = match table.find(hash, eq) {
+                        Some(entry) => f(&entry.cell),
+                        // Not reachable (inserted under this lock); judged as a fresh key.
+                        None => f(&A::Cell::new(alg.fresh())),
+                    };
+                    (result, table.len())
+                }
+            }
+        };
+        self.tick(shard, len, alg, now);
+        Ok(result)
+    }
+
+    /// Counts a new key against the cap; at the cap, sweeps this shard first.
+    fn reserve_slot(&self, table: &mut HashTable<Entry<K, A::Cell>>, alg: &A, now: Nanos) -> bool {
+        if self.len.fetch_add(1, Ordering::Relaxed) < self.max_keys {
+            return true;
+        }
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.sweep(table, alg, now);
+        if self.len.fetch_add(1, Ordering::Relaxed) < self.max_keys {
+            return true;
+        }
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+
+    #[inline]
+    fn tick(&self, shard: &Shard<K, A::Cell>, len: usize, alg: &A, now: Nanos) {
+        let ops = shard.ops.fetch_add(1, Ordering::Relaxed);
+        if ops >= (len / 2).max(MIN_SWEEP_INTERVAL) {
+            // Another thread holding the lock will tick again soon; never wait here.
+            if let Some(mut table) = shard.table.try_write() {
+                shard.ops.store(0, Ordering::Relaxed);
+                self.sweep(&mut table, alg, now);
+            }
+        }
+    }
+
+    fn sweep(&self, table: &mut HashTable<Entry<K, A::Cell>>, alg: &A, now: Nanos) {
+        let before = table.len();
+        table.retain(|e| !alg.is_idle(e.cell.get_mut(), now));
+        let removed = before - table.len();
+        if removed > 0 {
+            self.len.fetch_sub(removed, Ordering::Relaxed);
+            if table.capacity() > 4 * table.len() + 64 {
+                table.shrink_to(table.len() * 2, |e| e.hash);
+            }
+        }
+    }
+}
