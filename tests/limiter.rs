@@ -1,0 +1,270 @@
+//! The limiters as a user sees them: threads, eviction, the key cap and bad input.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratewarden::algorithm::Algorithm;
+use ratewarden::{
+    Anchor, CheckError, Clock, FixedWindow, Gcra, KeyedLimiter, OnFull, Rate, SlidingLog,
+    SlidingWindow, UnkeyedLimiter,
+};
+
+fn rate(s: &str) -> Rate {
+    s.parse().unwrap()
+}
+
+/// Every algorithm at the given rate.
+fn each_algorithm(
+    r: Rate,
+    mut f: impl FnMut(&str, &dyn Fn() -> Box<dyn Fn(u64) -> bool + Send + Sync>),
+) {
+    fn keyed<A: Algorithm>(alg: A) -> Box<dyn Fn() -> Box<dyn Fn(u64) -> bool + Send + Sync>> {
+        Box::new(move || {
+            let (clock, _mock) = Clock::mock();
+            let limiter = Arc::new(KeyedLimiter::<u64, A>::with_clock(alg.clone(), clock));
+            Box::new(move |key| limiter.check(&key, 1).unwrap().is_allowed())
+        })
+    }
+    let _ = &mut f;
+    f("fixed", &*keyed(FixedWindow::new(r)));
+    f(
+        "fixed-first",
+        &*keyed(FixedWindow::new(r).anchored(Anchor::FirstRequest)),
+    );
+    f("log", &*keyed(SlidingLog::new(r)));
+    f("counter", &*keyed(SlidingWindow::new(r)));
+    f("gcra", &*keyed(Gcra::new(r)));
+}
+
+#[test]
+fn threads_hammering_one_key_get_exactly_the_limit() {
+    each_algorithm(rate("1000/min"), |name, make| {
+        let check: Arc<dyn Fn(u64) -> bool + Send + Sync> = Arc::from(make());
+        let admitted = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (check, admitted) = (check.clone(), admitted.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..1_000 {
+                        if check(7) {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(admitted.load(Ordering::Relaxed), 1_000, "{name}");
+    });
+}
+
+#[test]
+fn threads_on_many_overlapping_keys_get_exactly_the_limit_per_key() {
+    each_algorithm(rate("50/hour"), |name, make| {
+        let check: Arc<dyn Fn(u64) -> bool + Send + Sync> = Arc::from(make());
+        let per_key: Arc<Vec<AtomicU64>> = Arc::new((0..200).map(|_| AtomicU64::new(0)).collect());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (check, per_key) = (check.clone(), per_key.clone());
+                std::thread::spawn(move || {
+                    for i in 0..20_000u64 {
+                        let key = (i * 7 + t * 13) % 200;
+                        if check(key) {
+                            per_key[key as usize].fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for (key, n) in per_key.iter().enumerate() {
+            assert_eq!(n.load(Ordering::Relaxed), 50, "{name} key {key}");
+        }
+    });
+}
+
+#[test]
+fn unkeyed_gcra_is_exact_under_threads() {
+    let (clock, _mock) = Clock::mock();
+    let limiter = Arc::new(UnkeyedLimiter::with_clock(Gcra::new(rate("5000/s")), clock));
+    let admitted = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (limiter, admitted) = (limiter.clone(), admitted.clone());
+            std::thread::spawn(move || {
+                for _ in 0..3_000 {
+                    if limiter.check(1).unwrap().is_allowed() {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(admitted.load(Ordering::Relaxed), 5_000);
+}
+
+#[test]
+fn a_million_idle_keys_are_evicted_by_traffic_alone() {
+    let (clock, mock) = Clock::mock();
+    let limiter: KeyedLimiter<u64> = KeyedLimiter::with_clock(Gcra::new(rate("10/s")), clock);
+    for key in 0..1_000_000u64 {
+        limiter.check(&key, 1).unwrap();
+    }
+    assert_eq!(limiter.len(), 1_000_000);
+    // One emission interval later every one of those keys is fully replenished.
+    mock.increment(Duration::from_millis(100));
+    let active = 1_000u64;
+    for round in 0..800u64 {
+        for key in 0..active {
+            limiter.check(&(2_000_000 + key), 1).unwrap();
+        }
+        if round % 100 == 99 {
+            mock.increment(Duration::from_millis(100));
+        }
+    }
+    assert!(
+        limiter.len() <= 2 * active as usize,
+        "{} keys still tracked",
+        limiter.len()
+    );
+    // The active keys kept their state: all of them are mid-window.
+    assert!(limiter.peek(&2_000_000, 1).unwrap().remaining() < 9);
+}
+
+#[test]
+fn eviction_only_drops_what_a_fresh_key_would_equal() {
+    let (clock, mock) = Clock::mock();
+    let limiter: KeyedLimiter<u64, SlidingLog> =
+        KeyedLimiter::with_clock(SlidingLog::new(rate("3/min")), clock);
+    for _ in 0..3 {
+        limiter.check(&1, 1).unwrap();
+    }
+    // Plenty of traffic on other keys within the minute: key 1 is not idle.
+    for i in 0..50_000u64 {
+        limiter.check(&(10 + i % 500), 1).unwrap();
+    }
+    assert!(limiter.check(&1, 1).unwrap().is_denied());
+    mock.increment(Duration::from_secs(60));
+    assert!(limiter.check(&1, 1).unwrap().is_allowed());
+}
+
+#[test]
+fn key_cap_rejects_new_keys_and_keeps_existing_state() {
+    let (clock, mock) = Clock::mock();
+    let limiter: KeyedLimiter<u64, FixedWindow> =
+        KeyedLimiter::builder(FixedWindow::new(rate("2/min")))
+            .clock(clock)
+            .max_keys(100)
+            .build();
+    for key in 0..100u64 {
+        limiter.check(&key, 2).unwrap();
+    }
+    for key in 100..10_000u64 {
+        assert_eq!(
+            limiter.check(&key, 1),
+            Err(CheckError::KeyCapReached { max_keys: 100 })
+        );
+    }
+    assert_eq!(limiter.len(), 100);
+    // the sprayed keys did not reset anyone's budget
+    assert!(limiter.check(&5, 1).unwrap().is_denied());
+    // once the tracked keys are idle, new keys fit again
+    mock.increment(Duration::from_secs(60));
+    assert!(limiter.check(&50_000, 1).unwrap().is_allowed());
+    assert!(limiter.len() <= 100);
+}
+
+#[test]
+fn key_cap_can_fail_open_without_tracking() {
+    let (clock, _mock) = Clock::mock();
+    let limiter: KeyedLimiter<u64, Gcra> = KeyedLimiter::builder(Gcra::new(rate("2/min")))
+        .clock(clock)
+        .max_keys(10)
+        .on_full(OnFull::AllowUntracked)
+        .build();
+    for key in 0..10u64 {
+        limiter.check(&key, 2).unwrap();
+    }
+    for _ in 0..5 {
+        assert!(limiter.check(&99, 2).unwrap().is_allowed());
+    }
+    assert_eq!(limiter.len(), 10);
+    assert!(limiter.check(&3, 1).unwrap().is_denied());
+}
+
+#[test]
+fn costs_zero_huge_and_above_capacity() {
+    let (clock, _mock) = Clock::mock();
+    let limiter: KeyedLimiter<String, SlidingWindow> =
+        KeyedLimiter::with_clock(SlidingWindow::new(rate("10/s")), clock);
+    // cost 0: allowed, consumes nothing, tracks nothing
+    let d = limiter.check("a", 0).unwrap();
+    assert!(d.is_allowed());
+    assert_eq!(d.remaining(), 10);
+    assert_eq!(limiter.len(), 0);
+    for cost in [11, u64::MAX] {
+        assert_eq!(
+            limiter.check("a", cost),
+            Err(CheckError::CostExceedsCapacity { cost, capacity: 10 })
+        );
+        assert_eq!(
+            limiter.peek("a", cost),
+            Err(CheckError::CostExceedsCapacity { cost, capacity: 10 })
+        );
+    }
+    limiter.refund("a", u64::MAX); // nothing to refund: no effect, no panic
+    assert_eq!(limiter.check("a", 10).unwrap().remaining(), 0);
+}
+
+#[test]
+fn windows_of_years_and_huge_costs_do_not_overflow() {
+    let year = Duration::from_secs(365 * 86_400);
+    let (clock, mock) = Clock::mock();
+    mock.increment(Duration::from_secs(1_800_000_000)); // 2027
+    let big = 1_000_000_000_000_000_000; // 10^18 units in 90 years
+    let r = Rate::new(big, year * 90).unwrap();
+    for_all(r, clock.clone(), |name, check| {
+        let d = check(big).unwrap();
+        assert!(d.is_allowed(), "{name}");
+        let d = check(1).unwrap();
+        assert!(d.is_denied(), "{name}");
+        assert!(d.retry_after().unwrap() <= year * 90, "{name}");
+    });
+}
+
+fn for_all(
+    r: Rate,
+    clock: Clock,
+    mut f: impl FnMut(&str, &dyn Fn(u64) -> Result<ratewarden::Decision, CheckError>),
+) {
+    let fixed = UnkeyedLimiter::with_clock(FixedWindow::new(r), clock.clone());
+    f("fixed", &|c| fixed.check(c));
+    let log = UnkeyedLimiter::with_clock(SlidingLog::new(r), clock.clone());
+    f("log", &|c| log.check(c));
+    let counter = UnkeyedLimiter::with_clock(SlidingWindow::new(r), clock.clone());
+    f("counter", &|c| counter.check(c));
+    let gcra = UnkeyedLimiter::with_clock(Gcra::new(r), clock);
+    f("gcra", &|c| gcra.check(c));
+}
+
+#[test]
+fn a_clock_going_backwards_counts_as_no_time_passing() {
+    let (clock, mock) = Clock::mock();
+    mock.increment(Duration::from_secs(100));
+    for_all(rate("2/s"), clock.clone(), |name, check| {
+        assert!(check(2).unwrap().is_allowed(), "{name}");
+        let before = check(1).unwrap();
+        mock.decrement(Duration::from_secs(50));
+        let after = check(1).unwrap();
+        assert_eq!(before, after, "{name}");
+        mock.increment(Duration::from_secs(50));
+    });
+}
