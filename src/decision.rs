@@ -27,7 +27,7 @@ pub struct Decision {
 
 impl Decision {
     /// An allowed decision.
-    pub fn allow(limit: u64, remaining: u64, window: u64, reset_after: u64) -> Decision {
+    pub const fn allow(limit: u64, remaining: u64, window: u64, reset_after: u64) -> Decision {
         Decision {
             allowed: true,
             limit,
@@ -39,7 +39,7 @@ impl Decision {
     }
 
     /// A denied decision; `retry_after` is in nanoseconds and is raised to at least 1.
-    pub fn deny(
+    pub const fn deny(
         limit: u64,
         remaining: u64,
         window: u64,
@@ -52,7 +52,7 @@ impl Decision {
             remaining,
             window_nanos: window,
             reset_after_nanos: reset_after,
-            retry_after_nanos: retry_after.max(1),
+            retry_after_nanos: if retry_after == 0 { 1 } else { retry_after },
         }
     }
 

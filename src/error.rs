@@ -74,4 +74,11 @@ pub enum CheckError {
         /// The configured cap.
         max_keys: usize,
     },
+    /// A per-request limit (e.g. from a plan table) that its window cannot hold: a count
+    /// of 0, or more than one unit per nanosecond.
+    #[error("per-request limit of {count} is not a valid count for the scope's window")]
+    InvalidLimit {
+        /// The count that was asked for.
+        count: u64,
+    },
 }

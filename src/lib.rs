@@ -34,6 +34,9 @@
 //! - Limiters: [`KeyedLimiter`] (one quota per key, idle keys evicted automatically, a hard
 //!   key cap) and [`UnkeyedLimiter`]; both implement [`Limiter`].
 //! - [`Decision`]: allowed or denied, `limit`, `remaining`, `reset_after`, `retry_after`.
+//! - [`Policy`]: named [`Scope`]s (per API key, organization, video, address; burst beside
+//!   sustained; per-plan limits; shadow mode) checked as one: any denial wins, a denial
+//!   spends nothing, the longest retry-after is reported.
 //! - [`Clock`]: real or mock time; one reading per check.
 //!
 //! ## Semantics
@@ -51,6 +54,7 @@ mod clock;
 mod decision;
 mod error;
 mod limiter;
+mod policy;
 mod rate;
 mod store;
 
@@ -59,6 +63,7 @@ pub use clock::{to_system_time, Clock, Nanos};
 pub use decision::Decision;
 pub use error::{CheckError, RateError};
 pub use limiter::{KeyedBuilder, KeyedLimiter, Limiter, UnkeyedLimiter, DEFAULT_MAX_KEYS};
+pub use policy::{Policy, PolicyBuilder, PolicyDecision, PolicyError, Scope, ScopeReport};
 pub use rate::{Rate, MAX_WINDOW};
 pub use store::OnFull;
 

@@ -509,3 +509,40 @@ impl<A: Algorithm> fmt::Debug for UnkeyedLimiter<A> {
             .finish_non_exhaustive()
     }
 }
+
+/// A boxed limiter is a limiter, so scopes can hold `Box<dyn Limiter<K>>`.
+///
+/// There is deliberately no such impl for `Arc<L>`: one limiter shared by two scopes of a
+/// policy would have its key's state taken twice by one check.
+impl<K: ?Sized, L: Limiter<K> + ?Sized> Limiter<K> for Box<L> {
+    fn clock(&self) -> &Clock {
+        (**self).clock()
+    }
+
+    fn rate(&self) -> Rate {
+        (**self).rate()
+    }
+
+    fn check_at(&self, key: &K, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
+        (**self).check_at(key, cost, now)
+    }
+
+    fn peek_at(&self, key: &K, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
+        (**self).peek_at(key, cost, now)
+    }
+
+    fn refund_at(&self, key: &K, cost: u64, now: Nanos) {
+        (**self).refund_at(key, cost, now)
+    }
+
+    fn transact(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Nanos,
+        rate: Option<Rate>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError> {
+        (**self).transact(key, cost, now, rate, then)
+    }
+}

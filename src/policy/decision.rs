@@ -1,0 +1,169 @@
+//! [`PolicyDecision`]: the outcome of a policy check, with every applicable scope's
+//! snapshot, kept inline (no allocation) for policies of up to eight scopes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{CheckError, Decision};
+
+/// How many scope reports a decision keeps without allocating.
+const INLINE: usize = 8;
+
+/// One applicable scope's part in a [`PolicyDecision`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScopeReport<'p> {
+    /// The scope's name.
+    pub name: &'p str,
+    /// The scope's position in the policy (declaration order).
+    pub index: usize,
+    /// Whether the scope runs in shadow mode (reported, never denying).
+    pub shadow: bool,
+    /// The scope's own decision for this request.
+    pub decision: Decision,
+}
+
+impl ScopeReport<'_> {
+    /// Whether this scope denied (or, in shadow mode, would have denied) the request.
+    pub fn is_denied(&self) -> bool {
+        self.decision.is_denied()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    index: u32,
+    shadow: bool,
+    decision: Decision,
+}
+
+// Inline storage is the point: a check of up to eight scopes allocates nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub(crate) enum Entries {
+    Inline { len: usize, items: [Entry; INLINE] },
+    Heap(Vec<Entry>),
+}
+
+impl Entries {
+    pub(crate) fn new() -> Self {
+        const EMPTY: Entry = Entry {
+            index: 0,
+            shadow: false,
+            decision: Decision::allow(0, 0, 0, 0),
+        };
+        Entries::Inline {
+            len: 0,
+            items: [EMPTY; INLINE],
+        }
+    }
+
+    pub(crate) fn push(&mut self, index: usize, shadow: bool, decision: Decision) {
+        let entry = Entry {
+            index: index as u32,
+            shadow,
+            decision,
+        };
+        match self {
+            Entries::Inline { len, items } if *len < INLINE => {
+                items[*len] = entry;
+                *len += 1;
+            }
+            Entries::Inline { len, items } => {
+                let mut spilled = items[..*len].to_vec();
+                spilled.push(entry);
+                *self = Entries::Heap(spilled);
+            }
+            Entries::Heap(v) => v.push(entry),
+        }
+    }
+
+    fn as_slice(&self) -> &[Entry] {
+        match self {
+            Entries::Inline { len, items } => &items[..*len],
+            Entries::Heap(v) => v,
+        }
+    }
+}
+
+/// The outcome of [`Policy::check`](crate::Policy::check): allowed iff every applicable
+/// enforcing scope allowed.
+///
+/// On denial nothing was consumed in any scope; [`retry_after`](Self::retry_after) is the
+/// longest wait among the denying scopes, after which this request passes them all.
+#[derive(Debug, Clone)]
+pub struct PolicyDecision<'p> {
+    pub(crate) names: &'p [Arc<str>],
+    pub(crate) entries: Entries,
+    pub(crate) allowed: bool,
+}
+
+impl<'p> PolicyDecision<'p> {
+    /// Whether the request may go through.
+    pub fn is_allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// Whether the request was refused.
+    pub fn is_denied(&self) -> bool {
+        !self.allowed
+    }
+
+    /// On denial, the longest retry-after among the denying enforcing scopes.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.denials()
+            .filter_map(|s| s.decision.retry_after())
+            .max()
+    }
+
+    /// Every applicable scope, in declaration order.
+    pub fn scopes(&self) -> impl ExactSizeIterator<Item = ScopeReport<'p>> + '_ {
+        let names = self.names;
+        self.entries.as_slice().iter().map(move |e| ScopeReport {
+            name: &names[e.index as usize],
+            index: e.index as usize,
+            shadow: e.shadow,
+            decision: e.decision,
+        })
+    }
+
+    /// The enforcing scopes that denied the request.
+    pub fn denials(&self) -> impl Iterator<Item = ScopeReport<'p>> + '_ {
+        self.scopes().filter(|s| !s.shadow && s.is_denied())
+    }
+
+    /// The shadow scopes that would have denied the request.
+    pub fn shadow_denials(&self) -> impl Iterator<Item = ScopeReport<'p>> + '_ {
+        self.scopes().filter(|s| s.shadow && s.is_denied())
+    }
+
+    /// The report of the named scope, if it applied.
+    pub fn scope(&self, name: &str) -> Option<ScopeReport<'p>> {
+        self.scopes().find(|s| s.name == name)
+    }
+
+    /// The enforcing scope closest to exhaustion: least remaining, ties to the longer
+    /// reset, then to the first declared. `None` if no enforcing scope applied.
+    pub fn closest(&self) -> Option<ScopeReport<'p>> {
+        self.scopes().filter(|s| !s.shadow).reduce(|best, s| {
+            let (b, c) = (&best.decision, &s.decision);
+            if (c.remaining(), std::cmp::Reverse(c.reset_after()))
+                < (b.remaining(), std::cmp::Reverse(b.reset_after()))
+            {
+                s
+            } else {
+                best
+            }
+        })
+    }
+}
+
+/// A policy check that could not be decided: a scope refused the request's shape
+/// (a cost above its capacity, a full key store, an invalid per-request limit).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scope {scope:?}: {error}")]
+pub struct PolicyError {
+    /// The scope that refused.
+    pub scope: Arc<str>,
+    /// Why.
+    pub error: CheckError,
+}

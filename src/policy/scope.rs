@@ -1,0 +1,216 @@
+//! [`Scope`]: one named limit inside a [`Policy`](crate::Policy): a limiter, a key
+//! extractor, an optional per-request limit and an enforcing or shadow mode.
+
+use std::borrow::Borrow;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::algorithm::Algorithm;
+use crate::{CheckError, Decision, KeyedLimiter, Limiter, Nanos, Rate, UnkeyedLimiter};
+
+/// What a policy needs from a scope, with the limiter and key types erased.
+pub(crate) trait Run<Req>: Send + Sync {
+    /// `None` when the scope does not apply to `req`.
+    fn transact(
+        &self,
+        req: &Req,
+        cost: u64,
+        now: Nanos,
+        rate: Option<Rate>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Option<Result<Decision, CheckError>>;
+    fn refund(&self, req: &Req, cost: u64, now: Nanos);
+    fn rate(&self) -> Rate;
+}
+
+/// Per-request limit: the count for this request (the window stays the scope's).
+pub(crate) type LimitFn<Req> = Box<dyn Fn(&Req) -> Option<u64> + Send + Sync>;
+
+/// One named limit of a [`Policy`](crate::Policy).
+///
+/// A scope maps a request to a key (or to `None`: the scope does not apply) and owns the
+/// limiter for those keys. Its limit can depend on the request ([`limit_by`](Self::limit_by):
+/// plan tiers, one customer's negotiated limit) without a limiter per plan, and it can run
+/// in [`shadow`](Self::shadow) mode: evaluated and reported, never denying.
+///
+/// ```
+/// use ratewarden::{Gcra, Rate, Scope};
+///
+/// struct Req { org: u64, video: Option<u64>, enterprise: bool }
+///
+/// let per_org = Scope::keyed("org", Gcra::new(Rate::per_minute(120)?), |r: &Req| Some(r.org))
+///     .limit_by(|r: &Req| r.enterprise.then_some(240));
+/// let per_video = Scope::keyed("video", Gcra::new(Rate::per_minute(15)?), |r: &Req| r.video);
+/// # let _ = (per_org, per_video);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Scope<Req> {
+    pub(crate) name: Arc<str>,
+    pub(crate) run: Box<dyn Run<Req>>,
+    pub(crate) limit: Option<LimitFn<Req>>,
+    pub(crate) shadow: bool,
+}
+
+impl<Req: 'static> Scope<Req> {
+    /// A scope keyed by whatever `key` returns; keys should be cheap to clone (integers,
+    /// small tuples, `Arc<str>`) — the key is passed to the limiter by reference.
+    pub fn keyed<K, A, F>(name: &str, alg: A, key: F) -> Self
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        A: Algorithm,
+        F: Fn(&Req) -> Option<K> + Send + Sync + 'static,
+    {
+        Self::with_limiter(name, KeyedLimiter::<K, A>::new(alg), key)
+    }
+
+    /// A scope keyed by a value borrowed from the request (e.g. `&str` for a `String`
+    /// key), so that checking an existing key allocates nothing.
+    pub fn keyed_by_ref<K, Q, A, F>(name: &str, alg: A, key: F) -> Self
+    where
+        K: Hash + Eq + Borrow<Q> + Send + Sync + 'static,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized + 'static,
+        A: Algorithm,
+        F: for<'r> Fn(&'r Req) -> Option<&'r Q> + Send + Sync + 'static,
+    {
+        Self::from_run(
+            name,
+            ByRef {
+                limiter: KeyedLimiter::<K, A>::new(alg),
+                key,
+                types: PhantomData,
+            },
+        )
+    }
+
+    /// A scope with one quota for every request it applies to.
+    pub fn unkeyed<A: Algorithm>(name: &str, alg: A) -> Self {
+        Self::with_limiter(name, UnkeyedLimiter::new(alg), |_: &Req| Some(()))
+    }
+
+    /// A scope over any [`Limiter`] (a configured [`KeyedLimiter`], your own
+    /// implementation…). The policy's clock is used, not the limiter's.
+    pub fn with_limiter<K, L, F>(name: &str, limiter: L, key: F) -> Self
+    where
+        K: Send + Sync + 'static,
+        L: Limiter<K> + 'static,
+        F: Fn(&Req) -> Option<K> + Send + Sync + 'static,
+    {
+        Self::from_run(
+            name,
+            Owned {
+                limiter,
+                key,
+                types: PhantomData,
+            },
+        )
+    }
+
+    fn from_run(name: &str, run: impl Run<Req> + 'static) -> Self {
+        Scope {
+            name: Arc::from(name),
+            run: Box::new(run),
+            limit: None,
+            shadow: false,
+        }
+    }
+
+    /// The count for this request, when it differs from the scope's rate (plan tiers,
+    /// per-key overrides); `None` keeps the scope's own. The window never changes, so
+    /// state carries over when a key's plan changes mid-window. A count the window cannot
+    /// hold (0, or more than one per nanosecond) fails the check with
+    /// [`CheckError::InvalidLimit`].
+    pub fn limit_by(mut self, limit: impl Fn(&Req) -> Option<u64> + Send + Sync + 'static) -> Self {
+        self.limit = Some(Box::new(limit));
+        self
+    }
+
+    /// Evaluate and report this scope, but never deny because of it.
+    pub fn shadow(mut self) -> Self {
+        self.shadow = true;
+        self
+    }
+
+    /// The scope's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The scope's own rate.
+    pub fn rate(&self) -> Rate {
+        self.run.rate()
+    }
+}
+
+struct Owned<L, F, K> {
+    limiter: L,
+    key: F,
+    types: PhantomData<fn() -> K>,
+}
+
+impl<Req, K, L, F> Run<Req> for Owned<L, F, K>
+where
+    K: Send + Sync,
+    L: Limiter<K>,
+    F: Fn(&Req) -> Option<K> + Send + Sync,
+{
+    #[inline]
+    fn transact(
+        &self,
+        req: &Req,
+        cost: u64,
+        now: Nanos,
+        rate: Option<Rate>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Option<Result<Decision, CheckError>> {
+        let key = (self.key)(req)?;
+        Some(self.limiter.transact(&key, cost, now, rate, then))
+    }
+
+    fn refund(&self, req: &Req, cost: u64, now: Nanos) {
+        if let Some(key) = (self.key)(req) {
+            self.limiter.refund_at(&key, cost, now);
+        }
+    }
+
+    fn rate(&self) -> Rate {
+        self.limiter.rate()
+    }
+}
+
+struct ByRef<K, Q: ?Sized, A: Algorithm, F> {
+    limiter: KeyedLimiter<K, A>,
+    key: F,
+    types: PhantomData<fn() -> Box<Q>>,
+}
+
+impl<Req, K, Q, A, F> Run<Req> for ByRef<K, Q, A, F>
+where
+    K: Hash + Eq + Borrow<Q> + Send + Sync + 'static,
+    Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    A: Algorithm,
+    F: for<'r> Fn(&'r Req) -> Option<&'r Q> + Send + Sync,
+{
+    #[inline]
+    fn transact(
+        &self,
+        req: &Req,
+        cost: u64,
+        now: Nanos,
+        rate: Option<Rate>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Option<Result<Decision, CheckError>> {
+        let key = (self.key)(req)?;
+        Some(self.limiter.transact(key, cost, now, rate, then))
+    }
+
+    fn refund(&self, req: &Req, cost: u64, now: Nanos) {
+        if let Some(key) = (self.key)(req) {
+            self.limiter.refund_at(key, cost, now);
+        }
+    }
+
+    fn rate(&self) -> Rate {
+        self.limiter.algorithm().rate()
+    }
+}

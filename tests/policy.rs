@@ -1,0 +1,461 @@
+//! `Policy` against a reference model, under threads, and its edge cases.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use ratewarden::algorithm::Algorithm;
+use ratewarden::{
+    Anchor, CheckError, Clock, Decision, FixedWindow, Gcra, KeyedLimiter, Limiter, Policy,
+    PolicyError, Rate, Scope, SlidingLog, SlidingWindow,
+};
+
+/// A request: two key parts and a mask of which scopes apply.
+#[derive(Debug, Clone, Copy)]
+struct Req {
+    a: u16,
+    b: u16,
+    applies: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum KeyOf {
+    A,
+    B,
+    Both,
+}
+
+impl KeyOf {
+    fn key(self, r: &Req) -> u32 {
+        match self {
+            KeyOf::A => r.a as u32,
+            KeyOf::B => r.b as u32 + 1_000,
+            KeyOf::Both => (r.a as u32) << 16 | r.b as u32,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ScopeSpec {
+    alg: u8,
+    count: u64,
+    window: u64,
+    key: KeyOf,
+    shadow: bool,
+    /// The scope applies to requests whose mask has this bit.
+    bit: u8,
+}
+
+fn limiter_for(spec: &ScopeSpec, clock: &Clock) -> Box<dyn Limiter<u32>> {
+    let rate = Rate::new(spec.count, Duration::from_nanos(spec.window)).unwrap();
+    fn boxed<A: Algorithm>(alg: A, clock: &Clock) -> Box<dyn Limiter<u32>> {
+        Box::new(KeyedLimiter::<u32, A>::with_clock(alg, clock.clone()))
+    }
+    match spec.alg % 5 {
+        0 => boxed(FixedWindow::new(rate), clock),
+        1 => boxed(FixedWindow::new(rate).anchored(Anchor::FirstRequest), clock),
+        2 => boxed(SlidingLog::new(rate), clock),
+        3 => boxed(SlidingWindow::new(rate), clock),
+        _ => boxed(Gcra::new(rate), clock),
+    }
+}
+
+struct Model {
+    specs: Vec<ScopeSpec>,
+    limiters: Vec<Box<dyn Limiter<u32>>>,
+}
+
+/// What a policy check should return: per applicable scope its decision, then the
+/// overall verdict; commits only when every enforcing scope allows.
+type Expected = Result<(bool, Vec<(usize, Decision)>), (usize, CheckError)>;
+
+impl Model {
+    fn check(&self, req: &Req, cost: u64, now: u64, commit: bool) -> Expected {
+        let mut seen = Vec::new();
+        for (i, (spec, limiter)) in self.specs.iter().zip(&self.limiters).enumerate() {
+            if req.applies & (1 << spec.bit) == 0 {
+                continue;
+            }
+            match limiter.peek_at(&spec.key.key(req), cost, now) {
+                Ok(d) => seen.push((i, d)),
+                Err(_) if spec.shadow => {}
+                Err(e) => return Err((i, e)),
+            }
+        }
+        let allowed = seen
+            .iter()
+            .all(|(i, d)| self.specs[*i].shadow || d.is_allowed());
+        if allowed && commit {
+            for (i, d) in &seen {
+                if d.is_allowed() {
+                    let spec = &self.specs[*i];
+                    let again = self.limiters[*i]
+                        .check_at(&spec.key.key(req), cost, now)
+                        .unwrap();
+                    assert_eq!(&again, d);
+                }
+            }
+        }
+        Ok((allowed, seen))
+    }
+}
+
+fn build(specs: &[ScopeSpec], clock: Clock) -> Policy<Req> {
+    let mut builder = Policy::builder().clock(clock.clone());
+    for (i, spec) in specs.iter().enumerate() {
+        let (key, bit) = (spec.key, spec.bit);
+        let limiter = limiter_for(spec, &clock);
+        let mut scope = Scope::with_limiter(&format!("s{i}"), limiter, move |r: &Req| {
+            (r.applies & (1 << bit) != 0).then(|| key.key(r))
+        });
+        if spec.shadow {
+            scope = scope.shadow();
+        }
+        builder = builder.scope(scope);
+    }
+    builder.build()
+}
+
+fn spec_strategy() -> impl Strategy<Value = ScopeSpec> {
+    (
+        0u8..5,
+        1u64..6,
+        10u64..200,
+        0u8..3,
+        prop::bool::weighted(0.2),
+        0u8..3,
+    )
+        .prop_map(|(alg, count, window, key, shadow, bit)| ScopeSpec {
+            alg,
+            count,
+            window,
+            key: [KeyOf::A, KeyOf::B, KeyOf::Both][key as usize],
+            shadow,
+            bit,
+        })
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Advance(u64),
+    Check(Req, u64),
+    Peek(Req, u64),
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let req = (0u16..3, 0u16..3, 0u8..8).prop_map(|(a, b, applies)| Req { a, b, applies });
+    prop_oneof![
+        1 => (0u64..120).prop_map(Op::Advance),
+        4 => (req.clone(), 0u64..7).prop_map(|(r, c)| Op::Check(r, c)),
+        1 => (req, 0u64..7).prop_map(|(r, c)| Op::Peek(r, c)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn policy_equals_check_all_then_commit(
+        specs in prop::collection::vec(spec_strategy(), 2..=5),
+        ops in prop::collection::vec(op_strategy(), 1..150),
+    ) {
+        let (clock, mock) = Clock::mock();
+        let policy = build(&specs, clock.clone());
+        let model = Model {
+            limiters: specs.iter().map(|s| limiter_for(s, &clock)).collect(),
+            specs: specs.clone(),
+        };
+        for op in ops {
+            let (req, cost, commit) = match op {
+                Op::Advance(n) => {
+                    mock.increment(Duration::from_nanos(n));
+                    continue;
+                }
+                Op::Check(r, c) => (r, c, true),
+                Op::Peek(r, c) => (r, c, false),
+            };
+            let now = clock.now();
+            let expected = model.check(&req, cost, now, commit);
+            let got = if commit { policy.check_at(&req, cost, now) } else { policy.peek_at(&req, cost, now) };
+            match (expected, got) {
+                (Ok((allowed, seen)), Ok(d)) => {
+                    prop_assert_eq!(d.is_allowed(), allowed);
+                    let got: Vec<(usize, Decision)> = d.scopes().map(|s| (s.index, s.decision)).collect();
+                    prop_assert_eq!(&got, &seen);
+                    let longest = seen
+                        .iter()
+                        .filter(|(i, d)| !specs[*i].shadow && d.is_denied())
+                        .filter_map(|(_, d)| d.retry_after())
+                        .max();
+                    prop_assert_eq!(d.retry_after(), longest);
+                }
+                (Err((i, e)), Err(PolicyError { scope, error })) => {
+                    prop_assert_eq!(&*scope, format!("s{i}"));
+                    prop_assert_eq!(error, e);
+                }
+                (e, g) => prop_assert!(false, "model {:?} vs policy {:?}", e, g.map(|d| d.is_allowed())),
+            }
+        }
+    }
+}
+
+#[test]
+fn threads_never_overspend_and_denials_leak_nothing() {
+    let (clock, _mock) = Clock::mock(); // frozen: every admitted unit stays counted
+    #[derive(Clone, Copy)]
+    struct R {
+        org: u8,
+        video: u8,
+    }
+    let policy = Arc::new(
+        Policy::builder()
+            .clock(clock)
+            .scope(Scope::keyed(
+                "org_burst",
+                Gcra::new("40/10s".parse().unwrap()),
+                |r: &R| Some(r.org),
+            ))
+            .scope(Scope::keyed(
+                "org",
+                SlidingLog::new("100/min".parse().unwrap()),
+                |r: &R| Some(r.org),
+            ))
+            .scope(Scope::keyed(
+                "video",
+                FixedWindow::new("15/min".parse().unwrap()),
+                |r: &R| Some((r.org, r.video)),
+            ))
+            .scope(Scope::keyed(
+                "global",
+                SlidingWindow::new("150/min".parse().unwrap()),
+                |_: &R| Some(()),
+            ))
+            .build(),
+    );
+    let admitted: Arc<Mutex<HashMap<(&'static str, u16), u64>>> = Arc::default();
+    let total = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (policy, admitted, total) = (policy.clone(), admitted.clone(), total.clone());
+            std::thread::spawn(move || {
+                let mut local: HashMap<(&'static str, u16), u64> = HashMap::new();
+                for i in 0..5_000u64 {
+                    let r = R {
+                        org: ((i + t) % 3) as u8,
+                        video: ((i * 7 + t) % 5) as u8,
+                    };
+                    let cost = 1 + (i % 3);
+                    let d = policy.check(&r, cost).unwrap();
+                    if d.is_allowed() {
+                        total.fetch_add(cost, Ordering::Relaxed);
+                        *local.entry(("org", r.org as u16)).or_default() += cost;
+                        *local
+                            .entry(("video", (r.org as u16) << 8 | r.video as u16))
+                            .or_default() += cost;
+                        *local.entry(("global", 0)).or_default() += cost;
+                    }
+                }
+                let mut all = admitted.lock().unwrap();
+                for (k, v) in local {
+                    *all.entry(k).or_default() += v;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let admitted = admitted.lock().unwrap();
+    let total = total.load(Ordering::Relaxed);
+    assert!(total <= 150, "global admitted {total}");
+    let by_org: u64 = (0..3u16)
+        .map(|o| admitted.get(&("org", o)).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(by_org, total);
+    // 20 000 requests against 3 × 40 units of burst: every organization ran out.
+    assert!(total > 110, "{total}");
+    assert_eq!(admitted[&("global", 0)], total);
+    // What each scope counts equals what the decisions admitted: nothing leaked.
+    for org in 0..3u8 {
+        let used_org = admitted.get(&("org", org as u16)).copied().unwrap_or(0);
+        assert!(used_org <= 40, "org {org}: {used_org}");
+        let d = policy.peek(&R { org, video: 0 }, 0).unwrap();
+        assert_eq!(d.scope("org_burst").unwrap().decision.used(), used_org);
+        assert_eq!(d.scope("org").unwrap().decision.used(), used_org);
+        for video in 0..5u8 {
+            let used = admitted
+                .get(&("video", (org as u16) << 8 | video as u16))
+                .copied()
+                .unwrap_or(0);
+            assert!(used <= 15);
+            let d = policy.peek(&R { org, video }, 0).unwrap();
+            assert_eq!(
+                d.scope("video").unwrap().decision.used(),
+                used,
+                "{org}/{video}"
+            );
+        }
+    }
+    let d = policy.peek(&R { org: 0, video: 0 }, 0).unwrap();
+    assert_eq!(d.scope("global").unwrap().decision.used(), total);
+}
+
+#[derive(Clone, Copy)]
+struct Key(u32);
+
+fn two_scopes(clock: Clock) -> Policy<Key> {
+    Policy::builder()
+        .clock(clock)
+        .scope(Scope::keyed(
+            "burst",
+            Gcra::new("5/s".parse().unwrap()),
+            |k: &Key| Some(k.0),
+        ))
+        .scope(
+            Scope::keyed(
+                "hourly",
+                FixedWindow::new("8/hour".parse().unwrap()),
+                |k: &Key| Some(k.0),
+            )
+            .shadow(),
+        )
+        .build()
+}
+
+#[test]
+fn shadow_scopes_report_but_never_deny() {
+    let (clock, mock) = Clock::mock();
+    let policy = two_scopes(clock);
+    for _ in 0..8 {
+        assert!(policy.check(&Key(1), 1).unwrap().is_allowed());
+        mock.increment(Duration::from_millis(200));
+    }
+    let d = policy.check(&Key(1), 1).unwrap();
+    assert!(d.is_allowed());
+    assert_eq!(d.denials().count(), 0);
+    assert_eq!(
+        d.shadow_denials().map(|s| s.name).collect::<Vec<_>>(),
+        ["hourly"]
+    );
+    assert_eq!(d.retry_after(), None);
+    // closest-to-exhaustion ignores shadow scopes
+    assert_eq!(d.closest().unwrap().name, "burst");
+    // a shadow scope's cost error does not fail the request either
+    assert!(policy.check(&Key(2), 5).unwrap().is_allowed());
+    assert!(matches!(
+        policy.check(&Key(2), 6),
+        Err(PolicyError {
+            error: CheckError::CostExceedsCapacity {
+                cost: 6,
+                capacity: 5
+            },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn refund_gives_back_to_every_scope_and_peek_changes_nothing() {
+    let (clock, _mock) = Clock::mock();
+    let policy = Policy::builder()
+        .clock(clock)
+        .scope(Scope::keyed(
+            "a",
+            SlidingLog::new("10/min".parse().unwrap()),
+            |k: &Key| Some(k.0),
+        ))
+        .scope(Scope::keyed(
+            "b",
+            Gcra::new("20/min".parse().unwrap()),
+            |k: &Key| Some(k.0),
+        ))
+        .build();
+    policy.check(&Key(1), 6).unwrap();
+    let peeked = policy.peek(&Key(1), 5).unwrap();
+    assert!(peeked.is_denied());
+    assert_eq!(
+        policy
+            .peek(&Key(1), 5)
+            .unwrap()
+            .scopes()
+            .collect::<Vec<_>>(),
+        peeked.scopes().collect::<Vec<_>>()
+    );
+    policy.refund(&Key(1), 4);
+    let d = policy.check(&Key(1), 5).unwrap();
+    assert!(d.is_allowed());
+    assert_eq!(d.scope("a").unwrap().decision.remaining(), 3);
+    assert_eq!(d.scope("b").unwrap().decision.remaining(), 13);
+    // refunding more than was spent never makes a key fuller than fresh
+    policy.refund(&Key(1), 1_000);
+    assert_eq!(
+        policy
+            .peek(&Key(1), 0)
+            .unwrap()
+            .scope("a")
+            .unwrap()
+            .decision
+            .remaining(),
+        10
+    );
+}
+
+#[test]
+fn invalid_per_request_limits_are_typed_errors() {
+    let (clock, _mock) = Clock::mock();
+    let policy = Policy::builder()
+        .clock(clock)
+        .scope(
+            Scope::keyed("a", Gcra::new("10/s".parse().unwrap()), |k: &Key| Some(k.0))
+                .limit_by(|k: &Key| Some(k.0 as u64)),
+        )
+        .build();
+    assert_eq!(
+        policy
+            .check(&Key(3), 1)
+            .unwrap()
+            .scope("a")
+            .unwrap()
+            .decision
+            .limit(),
+        3
+    );
+    let err = policy.check(&Key(0), 1).unwrap_err();
+    assert_eq!(err.error, CheckError::InvalidLimit { count: 0 });
+    assert_eq!(
+        err.to_string(),
+        "scope \"a\": per-request limit of 0 is not a valid count for the scope's window"
+    );
+}
+
+#[test]
+fn closest_scope_prefers_least_remaining_then_longer_reset_then_first() {
+    let (clock, _mock) = Clock::mock();
+    let policy = Policy::builder()
+        .clock(clock)
+        .scope(Scope::keyed(
+            "short",
+            FixedWindow::new("3/s".parse().unwrap()),
+            |k: &Key| Some(k.0),
+        ))
+        .scope(Scope::keyed(
+            "long",
+            FixedWindow::new("3/min".parse().unwrap()),
+            |k: &Key| Some(k.0),
+        ))
+        .scope(Scope::keyed(
+            "long_too",
+            FixedWindow::new("3/min".parse().unwrap()),
+            |k: &Key| Some(k.0),
+        ))
+        .scope(Scope::keyed(
+            "roomy",
+            FixedWindow::new("30/min".parse().unwrap()),
+            |k: &Key| Some(k.0),
+        ))
+        .build();
+    let d = policy.check(&Key(1), 1).unwrap();
+    assert_eq!(d.closest().unwrap().name, "long");
+}
