@@ -1,7 +1,7 @@
 //! The [`Limiter`] trait and the two limiter types users hold: [`KeyedLimiter`] (one
 //! quota per key: API key, organization, address…) and [`UnkeyedLimiter`] (one quota).
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -39,7 +39,8 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
     fn refund_at(&self, key: &K, cost: u64, now: Nanos);
 
     /// The building block of atomic composition ([`Policy`](crate::Policy)): decides a
-    /// request of `cost` at `now` (under `rate` instead of the limiter's own, if given),
+    /// request of `cost` at `now` (allowing `limit` units per window instead of the
+    /// rate's count, if given; the window never changes, so a key's state carries over),
     /// then calls `then` with the decision **while still holding the key's state**, and
     /// consumes `cost` only if the decision allowed and `then` returned `true`. Nobody
     /// else can change this key's state in between.
@@ -48,7 +49,7 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
         key: &K,
         cost: u64,
         now: Nanos,
-        rate: Option<Rate>,
+        limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError>;
 
@@ -91,6 +92,17 @@ fn decide_and_commit<A: Algorithm>(
         alg.commit(state, now, cost);
     }
     decision
+}
+
+/// The algorithm with `limit` units per window, if that differs from its own count.
+fn with_limit<A: Algorithm>(alg: &A, limit: Option<u64>) -> Result<Cow<'_, A>, CheckError> {
+    let rate = alg.rate();
+    match limit {
+        Some(count) if count != rate.count() => Rate::new(count, rate.window())
+            .map(|r| Cow::Owned(alg.with_rate(r)))
+            .map_err(|_| CheckError::InvalidLimit { count }),
+        _ => Ok(Cow::Borrowed(alg)),
+    }
 }
 
 fn decide_then<A: Algorithm>(
@@ -316,21 +328,15 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         key: &Q,
         cost: u64,
         now: Nanos,
-        rate: Option<Rate>,
+        limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let reshaped;
-        let alg = match rate {
-            Some(rate) if rate != self.alg.rate() => {
-                reshaped = self.alg.with_rate(rate);
-                &reshaped
-            }
-            _ => &self.alg,
-        };
+        let alg = with_limit(&self.alg, limit)?;
+        let alg = &*alg;
         check_cost(alg, cost)?;
         self.store.with_cell(&self.alg, key, now, |cell| {
             cell.lock(|state| decide_then(alg, state, now, cost, then))
@@ -368,10 +374,10 @@ where
         key: &K,
         cost: u64,
         now: Nanos,
-        rate: Option<Rate>,
+        limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError> {
-        KeyedLimiter::transact(self, key, cost, now, rate, then)
+        KeyedLimiter::transact(self, key, cost, now, limit, then)
     }
 }
 
@@ -484,17 +490,11 @@ impl<A: Algorithm> Limiter<()> for UnkeyedLimiter<A> {
         _: &(),
         cost: u64,
         now: Nanos,
-        rate: Option<Rate>,
+        limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError> {
-        let reshaped;
-        let alg = match rate {
-            Some(rate) if rate != self.alg.rate() => {
-                reshaped = self.alg.with_rate(rate);
-                &reshaped
-            }
-            _ => &self.alg,
-        };
+        let alg = with_limit(&self.alg, limit)?;
+        let alg = &*alg;
         check_cost(alg, cost)?;
         Ok(self
             .cell
@@ -540,9 +540,9 @@ impl<K: ?Sized, L: Limiter<K> + ?Sized> Limiter<K> for Box<L> {
         key: &K,
         cost: u64,
         now: Nanos,
-        rate: Option<Rate>,
+        limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError> {
-        (**self).transact(key, cost, now, rate, then)
+        (**self).transact(key, cost, now, limit, then)
     }
 }

@@ -268,3 +268,57 @@ fn a_clock_going_backwards_counts_as_no_time_passing() {
         mock.increment(Duration::from_secs(50));
     });
 }
+
+#[test]
+fn explicit_times_at_the_end_of_the_clock_neither_panic_nor_wedge() {
+    let r = rate("3/s");
+    let near_end = u64::MAX - 5;
+    fn drive<A: Algorithm>(alg: A, at: u64) -> Vec<bool> {
+        let limiter: KeyedLimiter<u8, A> = KeyedLimiter::new(alg);
+        let mut seen = Vec::new();
+        for t in [0, at, at + 2, u64::MAX, 1] {
+            for _ in 0..4 {
+                seen.push(limiter.check_at(&1, 1, t).unwrap().is_allowed());
+            }
+            limiter.refund_at(&1, 1, t);
+            let _ = limiter.peek_at(&1, 3, t).unwrap();
+        }
+        seen
+    }
+    for admitted in [
+        drive(FixedWindow::new(r), near_end),
+        drive(FixedWindow::new(r).anchored(Anchor::FirstRequest), near_end),
+        drive(SlidingLog::new(r), near_end),
+        drive(SlidingWindow::new(r), near_end),
+        drive(Gcra::new(r), near_end),
+    ] {
+        // the first burst is exact; nothing later admits more than a full window's worth
+        assert_eq!(&admitted[..4], &[true, true, true, false]);
+        assert!(admitted.iter().filter(|a| **a).count() <= 3 * 5);
+    }
+}
+
+#[test]
+fn a_per_request_limit_keeps_the_window_and_rejects_impossible_counts() {
+    use ratewarden::Limiter;
+    let (clock, _mock) = Clock::mock();
+    let limiter: KeyedLimiter<u8, SlidingLog> =
+        KeyedLimiter::with_clock(SlidingLog::new(rate("2/min")), clock);
+    let mut commit = |_: &ratewarden::Decision| true;
+    for _ in 0..5 {
+        assert!(Limiter::transact(&limiter, &1, 1, 0, Some(5), &mut commit)
+            .unwrap()
+            .is_allowed());
+    }
+    let d = Limiter::transact(&limiter, &1, 1, 0, Some(5), &mut commit).unwrap();
+    assert!(d.is_denied());
+    assert_eq!(d.retry_after(), Some(Duration::from_secs(60)));
+    // back on the scope's own limit of 2, the key is well over it
+    assert_eq!(limiter.peek_at(&1, 1, 0).unwrap().remaining(), 0);
+    for bad in [0, u64::MAX] {
+        assert_eq!(
+            Limiter::transact(&limiter, &1, 1, 0, Some(bad), &mut commit),
+            Err(CheckError::InvalidLimit { count: bad })
+        );
+    }
+}

@@ -121,7 +121,11 @@ impl Algorithm for Gcra {
 
     #[inline]
     fn commit(&self, tat: &mut u64, now: Nanos, cost: u64) {
-        *tat = (*tat).max(now) + cost * self.interval;
+        // Saturating, and below u64::MAX, which `AtomicCell` reserves as its lock marker.
+        *tat = (*tat)
+            .max(now)
+            .saturating_add(cost.saturating_mul(self.interval))
+            .min(u64::MAX - 1);
     }
 
     fn refund(&self, tat: &mut u64, now: Nanos, cost: u64) {

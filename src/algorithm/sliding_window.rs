@@ -108,9 +108,9 @@ impl Algorithm for SlidingWindow {
         // remaining = floor(n - estimate) = floor((nW - prev(W-e) - cur W) / W)
         let used = weighted_prev + cur as u128 * w128;
         let remaining = (budget.saturating_sub(used) / w128) as u64;
-        let window_end = s.start + w;
+        let window_end = s.start.saturating_add(w);
         let reset_after = if cur > 0 {
-            window_end + w - now
+            window_end.saturating_add(w) - now
         } else if s.prev > 0 {
             window_end - now
         } else {
@@ -127,7 +127,7 @@ impl Algorithm for SlidingWindow {
         } else {
             // In the next window, where cur becomes prev: cur × (W − e') ≤ (n − cost) × W.
             let slack = n.saturating_sub(cost) as u128 * w128 / s.cur.max(1) as u128;
-            window_end + w - slack.min(w128) as u64
+            window_end.saturating_add(w) - slack.min(w128) as u64
         };
         Decision::deny(n, remaining, w, reset_after, retry_at.saturating_sub(now))
     }

@@ -23,7 +23,7 @@ pub use scope::Scope;
 
 use decision::Entries;
 
-use crate::{CheckError, Clock, Nanos, Rate};
+use crate::{Clock, Nanos};
 
 /// Scopes composed so that any denial wins, a denial spends nothing, and the longest
 /// retry-after is reported.
@@ -182,19 +182,9 @@ impl<Req: 'static> Policy<Req> {
         let Some(scope) = self.scopes.get(i) else {
             return Ok(());
         };
-        let fail = |error| PolicyError {
-            scope: scope.name.clone(),
-            error,
-        };
-        let rate = match scope.limit.as_ref().and_then(|limit| limit(req)) {
-            None => None,
-            Some(count) => Some(
-                Rate::new(count, scope.run.rate().window())
-                    .map_err(|_| fail(CheckError::InvalidLimit { count }))?,
-            ),
-        };
+        let limit = scope.limit.as_ref().and_then(|limit| limit(req));
         let mut rest = Ok(());
-        let outcome = scope.run.transact(req, cost, now, rate, &mut |decision| {
+        let outcome = scope.run.transact(req, cost, now, limit, &mut |decision| {
             walk.entries.push(i, scope.shadow, *decision);
             if !scope.shadow && decision.is_denied() {
                 walk.allowed = false;
@@ -206,7 +196,10 @@ impl<Req: 'static> Policy<Req> {
             None => self.step(i + 1, req, cost, now, commit, walk),
             // A shadow scope never fails a request, not even for a cost it cannot hold.
             Some(Err(_)) if scope.shadow => self.step(i + 1, req, cost, now, commit, walk),
-            Some(Err(error)) => Err(fail(error)),
+            Some(Err(error)) => Err(PolicyError {
+                scope: scope.name.clone(),
+                error,
+            }),
             Some(Ok(_)) => rest,
         }
     }

@@ -17,7 +17,7 @@ pub(crate) trait Run<Req>: Send + Sync {
         req: &Req,
         cost: u64,
         now: Nanos,
-        rate: Option<Rate>,
+        limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Option<Result<Decision, CheckError>>;
     fn refund(&self, req: &Req, cost: u64, now: Nanos);
@@ -160,11 +160,11 @@ where
         req: &Req,
         cost: u64,
         now: Nanos,
-        rate: Option<Rate>,
+        limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Option<Result<Decision, CheckError>> {
         let key = (self.key)(req)?;
-        Some(self.limiter.transact(&key, cost, now, rate, then))
+        Some(self.limiter.transact(&key, cost, now, limit, then))
     }
 
     fn refund(&self, req: &Req, cost: u64, now: Nanos) {
@@ -197,11 +197,11 @@ where
         req: &Req,
         cost: u64,
         now: Nanos,
-        rate: Option<Rate>,
+        limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Option<Result<Decision, CheckError>> {
         let key = (self.key)(req)?;
-        Some(self.limiter.transact(key, cost, now, rate, then))
+        Some(self.limiter.transact(key, cost, now, limit, then))
     }
 
     fn refund(&self, req: &Req, cost: u64, now: Nanos) {
