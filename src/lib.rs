@@ -37,6 +37,8 @@
 //! - [`Policy`]: named [`Scope`]s (per API key, organization, video, address; burst beside
 //!   sustained; per-plan limits; shadow mode) checked as one: any denial wins, a denial
 //!   spends nothing, the longest retry-after is reported.
+//! - [`ClientAddr`] and [`TrustedProxies`]: source-address keys that a client cannot dodge
+//!   by rotating through its IPv6 prefix or forging `X-Forwarded-For`.
 //! - [`Clock`]: real or mock time; one reading per check.
 //!
 //! ## Semantics
@@ -48,8 +50,10 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod algorithm;
+mod client_addr;
 mod clock;
 mod decision;
 mod error;
@@ -59,6 +63,7 @@ mod rate;
 mod store;
 
 pub use algorithm::{Anchor, FixedWindow, Gcra, SlidingLog, SlidingWindow};
+pub use client_addr::{ClientAddr, IpNet, NetParseError, TrustedProxies, DEFAULT_V6_PREFIX};
 pub use clock::{to_system_time, Clock, Nanos};
 pub use decision::Decision;
 pub use error::{CheckError, RateError};

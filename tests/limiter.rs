@@ -322,3 +322,18 @@ fn a_per_request_limit_keeps_the_window_and_rejects_impossible_counts() {
         );
     }
 }
+
+#[test]
+fn chosen_key_patterns_do_not_collapse_the_store_onto_one_shard() {
+    let (clock, _mock) = Clock::mock();
+    let limiter: KeyedLimiter<u64> = KeyedLimiter::with_clock(Gcra::new(rate("10/s")), clock);
+    // Keys that differ only in the bits a naive `hash = key` scheme would shard by.
+    for i in 0..64_000u64 {
+        limiter.check(&(i << 40), 1).unwrap();
+    }
+    let lens = limiter.shard_lens();
+    let mean = 64_000 / lens.len();
+    let max = *lens.iter().max().unwrap();
+    assert!(max < mean * 3 / 2, "max shard {max}, mean {mean}");
+    assert!(lens.iter().all(|&n| n > mean / 2));
+}
