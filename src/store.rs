@@ -13,8 +13,10 @@
 //!   O(1) per operation, needs no background thread and no user call, and memory follows
 //!   the *active* key set. A sweep holds one shard's write lock for a pass over that shard.
 //! - **Key cap.** [`max_keys`](crate::KeyedBuilder::max_keys) bounds the number of keys
-//!   against key spraying. A new key at the cap first triggers a sweep of its shard; if
-//!   the store is still full, [`OnFull`] decides: refuse the request with
+//!   against key spraying. A new key at the cap triggers a sweep of its shard if the
+//!   shard has seen half its size in operations since its last sweep (refused keys
+//!   count), which keeps a flood of new keys at amortised O(1) each; if the store is
+//!   still full, [`OnFull`] decides: refuse the request with
 //!   [`CheckError::KeyCapReached`] (the default), or judge it against a fresh state that is
 //!   not kept. Keys already tracked are never displaced, so a flood of new keys cannot
 //!   reset the budget of an existing abuser.
@@ -147,7 +149,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
                     drop(table);
                     let mut table = shard.table.write();
                     if table.find(hash, eq).is_none() {
-                        if !self.reserve_slot(&mut table, alg, now) {
+                        if !self.reserve_slot(shard, &mut table, alg, now) {
                             return match self.on_full {
                                 OnFull::Reject => Err(CheckError::KeyCapReached {
                                     max_keys: self.max_keys,
@@ -180,13 +182,30 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         Ok(result)
     }
 
-    /// Counts a new key against the cap; at the cap, sweeps this shard first.
-    fn reserve_slot(&self, table: &mut HashTable<Entry<K, A::Cell>>, alg: &A, now: Nanos) -> bool {
-        if self.len.fetch_add(1, Ordering::Relaxed) < self.max_keys {
+    /// Counts a new key against the cap. At the cap, the shard is swept first if it has
+    /// seen enough operations since its last sweep (refused keys count too), so a flood of
+    /// new keys costs amortised O(1) each rather than a sweep each.
+    fn reserve_slot(
+        &self,
+        shard: &Shard<K, A::Cell>,
+        table: &mut HashTable<Entry<K, A::Cell>>,
+        alg: &A,
+        now: Nanos,
+    ) -> bool {
+        if self.try_count_key() {
             return true;
         }
-        self.len.fetch_sub(1, Ordering::Relaxed);
+        let ops = shard.ops.load(Ordering::Relaxed);
+        shard.ops.store(ops + 1, Ordering::Relaxed);
+        if ops < table.len() / 2 {
+            return false;
+        }
+        shard.ops.store(0, Ordering::Relaxed);
         self.sweep(table, alg, now);
+        self.try_count_key()
+    }
+
+    fn try_count_key(&self) -> bool {
         if self.len.fetch_add(1, Ordering::Relaxed) < self.max_keys {
             return true;
         }
