@@ -71,7 +71,9 @@ pub use clock::{to_system_time, Clock, Nanos};
 pub use decision::Decision;
 pub use error::{CheckError, RateError};
 pub use limiter::{KeyedBuilder, KeyedLimiter, Limiter, UnkeyedLimiter, DEFAULT_MAX_KEYS};
-pub use policy::{Policy, PolicyBuilder, PolicyDecision, PolicyError, Scope, ScopeReport};
+pub use policy::{
+    Policy, PolicyBuilder, PolicyDecision, PolicyError, PolicyStats, Scope, ScopeReport, ScopeStats,
+};
 pub use rate::{Rate, MAX_WINDOW};
 pub use store::OnFull;
 

@@ -53,6 +53,16 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError>;
 
+    /// Number of keys currently tracked (1 for an unkeyed limiter).
+    fn tracked_keys(&self) -> usize {
+        1
+    }
+
+    /// Keys dropped so far because they were idle.
+    fn evictions(&self) -> u64 {
+        0
+    }
+
     /// Checks and consumes `cost` now.
     fn check(&self, key: &K, cost: u64) -> Result<Decision, CheckError> {
         self.check_at(key, cost, self.clock().now())
@@ -241,6 +251,11 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         self.store.len()
     }
 
+    /// Keys dropped so far because they were idle.
+    pub fn evictions(&self) -> u64 {
+        self.store.evictions()
+    }
+
     /// Whether no key is tracked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -378,6 +393,14 @@ where
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError> {
         KeyedLimiter::transact(self, key, cost, now, limit, then)
+    }
+
+    fn tracked_keys(&self) -> usize {
+        self.len()
+    }
+
+    fn evictions(&self) -> u64 {
+        KeyedLimiter::evictions(self)
     }
 }
 
@@ -544,5 +567,13 @@ impl<K: ?Sized, L: Limiter<K> + ?Sized> Limiter<K> for Box<L> {
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError> {
         (**self).transact(key, cost, now, limit, then)
+    }
+
+    fn tracked_keys(&self) -> usize {
+        (**self).tracked_keys()
+    }
+
+    fn evictions(&self) -> u64 {
+        (**self).evictions()
     }
 }

@@ -23,7 +23,7 @@
 
 use std::borrow::Borrow;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use hashbrown::HashTable;
 use parking_lot::{RwLock, RwLockWriteGuard};
@@ -62,6 +62,7 @@ pub(crate) struct Store<K, A: Algorithm> {
     hasher: ahash::RandomState,
     mask: usize,
     len: AtomicUsize,
+    evictions: AtomicU64,
     max_keys: usize,
     on_full: OnFull,
 }
@@ -72,6 +73,10 @@ const MIN_SWEEP_INTERVAL: usize = 64;
 impl<K, A: Algorithm> Store<K, A> {
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 }
 
@@ -88,6 +93,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
             hasher: ahash::RandomState::new(),
             mask: shards - 1,
             len: AtomicUsize::new(0),
+            evictions: AtomicU64::new(0),
             max_keys,
             on_full,
         }
@@ -235,6 +241,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         let removed = before - table.len();
         if removed > 0 {
             self.len.fetch_sub(removed, Ordering::Relaxed);
+            self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
             if table.capacity() > 4 * table.len() + 64 {
                 table.shrink_to(table.len() * 2, |e| e.hash);
             }

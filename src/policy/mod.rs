@@ -14,14 +14,17 @@
 
 mod decision;
 mod scope;
+mod stats;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use decision::{PolicyDecision, PolicyError, ScopeReport};
 pub use scope::Scope;
+pub use stats::{PolicyStats, ScopeStats};
 
 use decision::Entries;
+use stats::Stats;
 
 use crate::{Clock, Nanos};
 
@@ -52,16 +55,20 @@ use crate::{Clock, Nanos};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Policy<Req> {
+    name: Arc<str>,
     clock: Clock,
     names: Box<[Arc<str>]>,
     scopes: Box<[Scope<Req>]>,
+    stats: Stats,
 }
 
 /// Builds a [`Policy`].
 #[must_use]
 pub struct PolicyBuilder<Req> {
+    name: Arc<str>,
     clock: Option<Clock>,
     scopes: Vec<Scope<Req>>,
+    near_limit_percent: u64,
 }
 
 impl<Req: 'static> PolicyBuilder<Req> {
@@ -71,18 +78,39 @@ impl<Req: 'static> PolicyBuilder<Req> {
         self
     }
 
+    /// The policy's name, the `policy` label of its metrics (default `"default"`).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Arc::from(name);
+        self
+    }
+
+    /// The share of a limit in use (after a request) from which the request counts as
+    /// near the limit in [`Policy::stats`] (default 80 %; values above 100 count nothing).
+    pub fn near_limit_percent(mut self, percent: u64) -> Self {
+        self.near_limit_percent = percent;
+        self
+    }
+
     /// Adds a scope; scopes are evaluated in the order added.
     pub fn scope(mut self, scope: Scope<Req>) -> Self {
         self.scopes.push(scope);
         self
     }
 
-    /// The policy.
+    /// The policy. With the `metrics` feature, its counters are registered with the
+    /// recorder installed at this point.
     pub fn build(self) -> Policy<Req> {
+        let names: Box<[Arc<str>]> = self.scopes.iter().map(|s| s.name.clone()).collect();
+        #[allow(unused_mut)]
+        let mut stats = Stats::new(names.len(), self.near_limit_percent);
+        #[cfg(feature = "metrics")]
+        stats.register_metrics(&self.name, &names);
         Policy {
+            name: self.name,
             clock: self.clock.unwrap_or_default(),
-            names: self.scopes.iter().map(|s| s.name.clone()).collect(),
+            names,
             scopes: self.scopes.into_boxed_slice(),
+            stats,
         }
     }
 }
@@ -91,14 +119,48 @@ impl<Req: 'static> Policy<Req> {
     /// A builder with no scopes.
     pub fn builder() -> PolicyBuilder<Req> {
         PolicyBuilder {
+            name: Arc::from("default"),
             clock: None,
             scopes: Vec::new(),
+            near_limit_percent: 80,
         }
     }
 
     /// The clock this policy reads.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What this policy has decided so far (checks, not peeks), per scope, with each
+    /// scope's tracked keys and evictions. With the `metrics` feature this also publishes
+    /// the key gauges and eviction counters.
+    ///
+    /// ```
+    /// use ratewarden::{Gcra, Policy, Scope};
+    ///
+    /// let policy = Policy::builder()
+    ///     .scope(Scope::keyed("per_user", Gcra::new("2/min".parse()?), |u: &u32| Some(*u)))
+    ///     .build();
+    /// for _ in 0..3 {
+    ///     policy.check(&7, 1)?;
+    /// }
+    /// let stats = policy.stats();
+    /// assert_eq!((stats.allowed, stats.denied), (2, 1));
+    /// assert_eq!(stats.scopes[0].near_limit, 2); // 1 of 2 (50 %) is not near, 2 of 2 is
+    /// assert_eq!(stats.scopes[0].tracked_keys, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stats(&self) -> PolicyStats {
+        self.stats.snapshot(&self.names, |i| {
+            self.scopes
+                .get(i)
+                .map_or((0, 0), |s| (s.run.tracked_keys(), s.run.evictions()))
+        })
     }
 
     /// The scopes' names, in order.
@@ -162,11 +224,15 @@ impl<Req: 'static> Policy<Req> {
             allowed: true,
         };
         self.step(0, req, cost, now, commit, &mut walk)?;
-        Ok(PolicyDecision {
+        let decision = PolicyDecision {
             names: &self.names,
             entries: walk.entries,
             allowed: walk.allowed,
-        })
+        };
+        if commit {
+            self.stats.record(&self.name, &decision);
+        }
+        Ok(decision)
     }
 
     /// Decides scope `i` while holding its state, recursing into the scopes after it.

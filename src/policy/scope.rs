@@ -22,6 +22,8 @@ pub(crate) trait Run<Req>: Send + Sync {
     ) -> Option<Result<Decision, CheckError>>;
     fn refund(&self, req: &Req, cost: u64, now: Nanos);
     fn rate(&self) -> Rate;
+    fn tracked_keys(&self) -> usize;
+    fn evictions(&self) -> u64;
 }
 
 /// Per-request limit: the count for this request (the window stays the scope's).
@@ -176,6 +178,14 @@ where
     fn rate(&self) -> Rate {
         self.limiter.rate()
     }
+
+    fn tracked_keys(&self) -> usize {
+        self.limiter.tracked_keys()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.limiter.evictions()
+    }
 }
 
 struct ByRef<K, Q: ?Sized, A: Algorithm, F> {
@@ -212,5 +222,13 @@ where
 
     fn rate(&self) -> Rate {
         self.limiter.algorithm().rate()
+    }
+
+    fn tracked_keys(&self) -> usize {
+        self.limiter.len()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.limiter.evictions()
     }
 }
