@@ -39,6 +39,8 @@
 //!   spends nothing, the longest retry-after is reported.
 //! - [`ClientAddr`] and [`TrustedProxies`]: source-address keys that a client cannot dodge
 //!   by rotating through its IPv6 prefix or forging `X-Forwarded-For`.
+//! - [`ConcurrencyLimiter`]: at most N in progress per key, with RAII [`Permit`]s and a
+//!   FIFO queue of [`Ticket`]s.
 //! - [`Clock`]: real or mock time; one reading per check.
 //!
 //! ## Semantics
@@ -58,6 +60,7 @@
 pub mod algorithm;
 mod client_addr;
 mod clock;
+mod concurrency;
 mod decision;
 mod error;
 mod limiter;
@@ -68,11 +71,13 @@ mod store;
 pub use algorithm::{Anchor, FixedWindow, Gcra, SlidingLog, SlidingWindow};
 pub use client_addr::{ClientAddr, IpNet, NetParseError, TrustedProxies, DEFAULT_V6_PREFIX};
 pub use clock::{to_system_time, Clock, Nanos};
+pub use concurrency::{ConcurrencyError, ConcurrencyLimiter, Permit, Ticket};
 pub use decision::Decision;
 pub use error::{CheckError, RateError};
 pub use limiter::{KeyedBuilder, KeyedLimiter, Limiter, UnkeyedLimiter, DEFAULT_MAX_KEYS};
 pub use policy::{
-    Policy, PolicyBuilder, PolicyDecision, PolicyError, PolicyStats, Scope, ScopeReport, ScopeStats,
+    Admitted, Policy, PolicyBuilder, PolicyDecision, PolicyError, PolicyStats, Scope, ScopeReport,
+    ScopeStats,
 };
 pub use rate::{Rate, MAX_WINDOW};
 pub use store::OnFull;

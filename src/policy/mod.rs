@@ -212,6 +212,45 @@ impl<Req: 'static> Policy<Req> {
         }
     }
 
+    /// Checks `req` like [`check`](Self::check) and, only if every enforcing scope
+    /// allows, runs `admit` while all scopes' states are still held — e.g. taking a
+    /// [`ConcurrencyLimiter`](crate::ConcurrencyLimiter) permit or queue place. The rate
+    /// scopes are charged only if `admit` succeeds; if it fails, the request is denied and
+    /// nothing is spent. `admit` is not called when a rate scope denies.
+    ///
+    /// ```
+    /// use ratewarden::{ConcurrencyLimiter, Gcra, Policy, Scope};
+    ///
+    /// let policy = Policy::builder()
+    ///     .scope(Scope::keyed("rpm", Gcra::new("60/min".parse()?), |k: &u32| Some(*k)))
+    ///     .build();
+    /// let jobs = ConcurrencyLimiter::new(1)?;
+    /// let first = policy.check_with(&7, 1, || jobs.try_acquire(&7))?;
+    /// let _permit = first.outcome.unwrap()?;
+    /// let second = policy.check_with(&7, 1, || jobs.try_acquire(&7))?;
+    /// assert!(second.decision.is_denied()); // busy: no rate budget was spent
+    /// assert_eq!(second.decision.scope("rpm").unwrap().decision.remaining(), 58);
+    /// assert_eq!(policy.peek(&7, 1)?.scope("rpm").unwrap().decision.remaining(), 58);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_with<T, E>(
+        &self,
+        req: &Req,
+        cost: u64,
+        admit: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Admitted<'_, T, E>, PolicyError> {
+        let mut admit = Some(admit);
+        let mut outcome = None;
+        let mut hook = || {
+            let result = admit.take().map(|f| f());
+            let ok = matches!(result, Some(Ok(_)));
+            outcome = result;
+            ok
+        };
+        let decision = self.evaluate_with(req, cost, self.clock.now(), true, Some(&mut hook))?;
+        Ok(Admitted { decision, outcome })
+    }
+
     fn evaluate(
         &self,
         req: &Req,
@@ -219,9 +258,21 @@ impl<Req: 'static> Policy<Req> {
         now: Nanos,
         commit: bool,
     ) -> Result<PolicyDecision<'_>, PolicyError> {
+        self.evaluate_with(req, cost, now, commit, None)
+    }
+
+    fn evaluate_with(
+        &self,
+        req: &Req,
+        cost: u64,
+        now: Nanos,
+        commit: bool,
+        admit: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<PolicyDecision<'_>, PolicyError> {
         let mut walk = Walk {
             entries: Entries::new(),
             allowed: true,
+            admit,
         };
         self.step(0, req, cost, now, commit, &mut walk)?;
         let decision = PolicyDecision {
@@ -243,9 +294,15 @@ impl<Req: 'static> Policy<Req> {
         cost: u64,
         now: Nanos,
         commit: bool,
-        walk: &mut Walk,
+        walk: &mut Walk<'_>,
     ) -> Result<(), PolicyError> {
         let Some(scope) = self.scopes.get(i) else {
+            // Every scope is decided and held: the last word goes to the caller's hook.
+            if commit && walk.allowed {
+                if let Some(admit) = walk.admit.as_mut() {
+                    walk.allowed = admit();
+                }
+            }
             return Ok(());
         };
         let limit = scope.limit.as_ref().and_then(|limit| limit(req));
@@ -271,9 +328,19 @@ impl<Req: 'static> Policy<Req> {
     }
 }
 
-struct Walk {
+/// The outcome of [`Policy::check_with`].
+#[derive(Debug)]
+pub struct Admitted<'p, T, E> {
+    /// The policy's decision; denied if a rate scope denied or the admission failed.
+    pub decision: PolicyDecision<'p>,
+    /// What the admission returned; `None` if a rate scope denied first.
+    pub outcome: Option<Result<T, E>>,
+}
+
+struct Walk<'a> {
     entries: Entries,
     allowed: bool,
+    admit: Option<&'a mut dyn FnMut() -> bool>,
 }
 
 impl<Req> fmt::Debug for Policy<Req> {
