@@ -11,7 +11,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("one_key", |b| {
         b.iter(|| drop(black_box(jobs.try_acquire(&7).unwrap())))
     });
-    let keys: Vec<u64> = (0..100_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    let keys: Vec<u64> = (0..100_000u64)
+        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect();
     let mut i = 0;
     group.bench_function("100k_keys", |b| {
         b.iter(|| {

@@ -15,7 +15,9 @@
 //! - **Key cap.** [`max_keys`](crate::KeyedBuilder::max_keys) bounds the number of keys
 //!   against key spraying. A new key at the cap triggers a sweep of its shard if the
 //!   shard has seen half its size in operations since its last sweep (refused keys
-//!   count), which keeps a flood of new keys at amortised O(1) each; if the store is
+//!   count), which keeps a flood of new keys at amortised O(1) each. Idle keys in other
+//!   shards are reclaimed as traffic reaches those shards, so just after many keys go
+//!   idle a new key can be refused a few times before room is found. If the store is
 //!   still full, [`OnFull`] decides: refuse the request with
 //!   [`CheckError::KeyCapReached`] (the default), or judge it against a fresh state that is
 //!   not kept. Keys already tracked are never displaced, so a flood of new keys cannot

@@ -176,10 +176,15 @@ fn key_cap_rejects_new_keys_and_keeps_existing_state() {
     assert_eq!(limiter.len(), 100);
     // the sprayed keys did not reset anyone's budget
     assert!(limiter.check(&5, 1).unwrap().is_denied());
-    // once the tracked keys are idle, new keys fit again
+    // Once the tracked keys are idle, continued traffic reclaims their slots: sweeps at
+    // the cap follow the amortised schedule, so within a bounded number of attempts new
+    // keys fill all 100 slots again, and never more.
     mock.increment(Duration::from_secs(60));
-    assert!(limiter.check(&50_000, 1).unwrap().is_allowed());
-    assert!(limiter.len() <= 100);
+    let admitted = (50_000..51_000u64)
+        .filter(|key| limiter.check(key, 1).is_ok_and(|d| d.is_allowed()))
+        .count();
+    assert_eq!(admitted, 100);
+    assert_eq!(limiter.len(), 100);
 }
 
 #[test]
