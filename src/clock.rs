@@ -34,7 +34,8 @@ pub type Nanos = u64;
 #[derive(Clone, Debug)]
 pub struct Clock {
     inner: quanta::Clock,
-    origin: quanta::Instant,
+    /// A raw reading of `inner` taken at construction.
+    origin: u64,
     unix_at_origin: Nanos,
     /// Highest reading returned so far; `None` for clocks known to be monotonic.
     latest: Option<Arc<AtomicU64>>,
@@ -44,7 +45,7 @@ impl Clock {
     /// The real, monotonic clock, aligned to Unix time once at construction.
     pub fn new() -> Clock {
         let inner = quanta::Clock::new();
-        let origin = inner.now();
+        let origin = inner.raw();
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
@@ -66,7 +67,7 @@ impl Clock {
     /// `unix_now` nanoseconds since the Unix epoch. Readings are guarded against going
     /// backwards.
     pub fn from_quanta(inner: quanta::Clock, unix_now: Nanos) -> Clock {
-        let origin = inner.now();
+        let origin = inner.raw();
         Clock {
             inner,
             origin,
@@ -78,10 +79,9 @@ impl Clock {
     /// The current time in nanoseconds since the Unix epoch. Never decreases.
     #[inline]
     pub fn now(&self) -> Nanos {
-        let elapsed = self.inner.now().saturating_duration_since(self.origin);
-        let reading = self
-            .unix_at_origin
-            .saturating_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        // The raw counter scaled to nanoseconds: no `Duration` round trip on the hot path.
+        let elapsed = self.inner.delta_as_nanos(self.origin, self.inner.raw());
+        let reading = self.unix_at_origin.saturating_add(elapsed);
         match &self.latest {
             None => reading,
             Some(latest) => {

@@ -14,12 +14,19 @@ use std::time::Duration;
 ///   (zero for an untouched key).
 /// - [`retry_after`](Decision::retry_after): on denial, time until this same request,
 ///   with its cost, would be allowed if nothing else happened. `None` when allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[derive(Clone, Copy)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(from = "repr::Plain", into = "repr::Plain")
+)]
 pub struct Decision {
     allowed: bool,
     limit: u64,
-    remaining: u64,
+    /// `remaining` is `remaining_scaled / remaining_unit`, divided only when read: GCRA
+    /// knows its remaining capacity in nanoseconds, and most checks never ask for it.
+    remaining_scaled: u64,
+    remaining_unit: u64,
     window_nanos: u64,
     reset_after_nanos: u64,
     retry_after_nanos: u64,
@@ -28,10 +35,23 @@ pub struct Decision {
 impl Decision {
     /// An allowed decision.
     pub const fn allow(limit: u64, remaining: u64, window: u64, reset_after: u64) -> Decision {
+        Decision::allow_scaled(limit, remaining, 1, window, reset_after)
+    }
+
+    /// An allowed decision whose remaining count is `remaining_scaled / unit` (`unit`
+    /// is raised to at least 1).
+    pub const fn allow_scaled(
+        limit: u64,
+        remaining_scaled: u64,
+        unit: u64,
+        window: u64,
+        reset_after: u64,
+    ) -> Decision {
         Decision {
             allowed: true,
             limit,
-            remaining,
+            remaining_scaled,
+            remaining_unit: if unit == 0 { 1 } else { unit },
             window_nanos: window,
             reset_after_nanos: reset_after,
             retry_after_nanos: 0,
@@ -49,7 +69,8 @@ impl Decision {
         Decision {
             allowed: false,
             limit,
-            remaining,
+            remaining_scaled: remaining,
+            remaining_unit: 1,
             window_nanos: window,
             reset_after_nanos: reset_after,
             retry_after_nanos: if retry_after == 0 { 1 } else { retry_after },
@@ -73,12 +94,12 @@ impl Decision {
 
     /// Units still available (after this request, if it was allowed).
     pub fn remaining(&self) -> u64 {
-        self.remaining
+        self.remaining_scaled / self.remaining_unit
     }
 
     /// Units in use: `limit - remaining`.
     pub fn used(&self) -> u64 {
-        self.limit.saturating_sub(self.remaining)
+        self.limit.saturating_sub(self.remaining())
     }
 
     /// The quota's window (for headers such as the IETF `w` parameter).
@@ -109,5 +130,86 @@ impl Decision {
     /// [`window`](Decision::window) in nanoseconds.
     pub fn window_nanos(&self) -> u64 {
         self.window_nanos
+    }
+}
+
+impl Decision {
+    fn key(&self) -> (bool, u64, u64, u64, u64, u64) {
+        (
+            self.allowed,
+            self.limit,
+            self.remaining(),
+            self.window_nanos,
+            self.reset_after_nanos,
+            self.retry_after_nanos,
+        )
+    }
+}
+
+impl PartialEq for Decision {
+    fn eq(&self, other: &Decision) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Decision {}
+
+impl std::hash::Hash for Decision {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state)
+    }
+}
+
+impl std::fmt::Debug for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decision")
+            .field("allowed", &self.allowed)
+            .field("limit", &self.limit)
+            .field("remaining", &self.remaining())
+            .field("window", &self.window())
+            .field("reset_after", &self.reset_after())
+            .field("retry_after", &self.retry_after())
+            .finish()
+    }
+}
+
+#[cfg(feature = "serde")]
+mod repr {
+    /// The serialised form: plain values.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub(super) struct Plain {
+        allowed: bool,
+        limit: u64,
+        remaining: u64,
+        window_nanos: u64,
+        reset_after_nanos: u64,
+        retry_after_nanos: u64,
+    }
+
+    impl From<Plain> for super::Decision {
+        fn from(p: Plain) -> Self {
+            super::Decision {
+                allowed: p.allowed,
+                limit: p.limit,
+                remaining_scaled: p.remaining,
+                remaining_unit: 1,
+                window_nanos: p.window_nanos,
+                reset_after_nanos: p.reset_after_nanos,
+                retry_after_nanos: p.retry_after_nanos,
+            }
+        }
+    }
+
+    impl From<super::Decision> for Plain {
+        fn from(d: super::Decision) -> Self {
+            Plain {
+                allowed: d.allowed,
+                limit: d.limit,
+                remaining: d.remaining(),
+                window_nanos: d.window_nanos,
+                reset_after_nanos: d.reset_after_nanos,
+                retry_after_nanos: d.retry_after_nanos,
+            }
+        }
     }
 }

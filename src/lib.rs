@@ -80,7 +80,7 @@ pub use policy::{
     ScopeStats,
 };
 pub use rate::{Rate, MAX_WINDOW};
-pub use store::OnFull;
+pub use store::{OnFull, IDLE_GRACE};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -7,7 +7,9 @@
 //!   one shard do not wait for each other; the state itself sits in its algorithm's cell
 //!   (a compare-and-swap `u64` for GCRA, a short mutex for the others).
 //! - **Eviction.** A key whose state is idle (indistinguishable from a fresh key) carries
-//!   no information, so dropping it loses nothing. Each shard counts the operations on it;
+//!   no information, so dropping it loses nothing. Sweeps drop keys that have been idle
+//!   for at least [`IDLE_GRACE`] (one second), so that keys which refill between their
+//!   own requests are not dropped and re-inserted on every visit. Each shard counts the operations on it;
 //!   once they reach half its size, the next operation sweeps the shard (`retain` of
 //!   non-idle keys, then a shrink if the table is mostly empty). The cost is amortised
 //!   O(1) per operation, needs no background thread and no user call, and memory follows
@@ -68,6 +70,10 @@ pub(crate) struct Store<K, A: Algorithm> {
     max_keys: usize,
     on_full: OnFull,
 }
+
+/// How long a key must have been idle before a sweep drops it.
+pub const IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+const IDLE_GRACE_NANOS: u64 = IDLE_GRACE.as_nanos() as u64;
 
 /// Operations a shard absorbs before it sweeps, at the least.
 const MIN_SWEEP_INTERVAL: usize = 64;
@@ -239,7 +245,11 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
 
     fn sweep(&self, table: &mut HashTable<Entry<K, A::Cell>>, alg: &A, now: Nanos) {
         let before = table.len();
-        table.retain(|e| !alg.is_idle(e.cell.get_mut(), now));
+        // Idle as of a grace period ago: keys that come back within it stay, so a key
+        // whose quota refills between its own requests is not dropped and re-inserted on
+        // every visit (GCRA keys are idle one emission interval after a request).
+        let idle_since = now.saturating_sub(IDLE_GRACE_NANOS);
+        table.retain(|e| !alg.is_idle(e.cell.get_mut(), idle_since));
         let removed = before - table.len();
         if removed > 0 {
             self.len.fetch_sub(removed, Ordering::Relaxed);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ratewarden::algorithm::Algorithm;
 use ratewarden::{
     Anchor, CheckError, Clock, FixedWindow, Gcra, KeyedLimiter, OnFull, Rate, SlidingLog,
-    SlidingWindow, UnkeyedLimiter,
+    SlidingWindow, UnkeyedLimiter, IDLE_GRACE,
 };
 
 fn rate(s: &str) -> Rate {
@@ -119,8 +119,9 @@ fn a_million_idle_keys_are_evicted_by_traffic_alone() {
         limiter.check(&key, 1).unwrap();
     }
     assert_eq!(limiter.len(), 1_000_000);
-    // One emission interval later every one of those keys is fully replenished.
-    mock.increment(Duration::from_millis(100));
+    // One emission interval later every one of those keys is fully replenished; past the
+    // eviction grace period they may be dropped.
+    mock.increment(Duration::from_millis(100) + IDLE_GRACE);
     let active = 1_000u64;
     for round in 0..800u64 {
         for key in 0..active {
@@ -179,7 +180,7 @@ fn key_cap_rejects_new_keys_and_keeps_existing_state() {
     // Once the tracked keys are idle, continued traffic reclaims their slots: sweeps at
     // the cap follow the amortised schedule, so within a bounded number of attempts new
     // keys fill all 100 slots again, and never more.
-    mock.increment(Duration::from_secs(60));
+    mock.increment(Duration::from_secs(60) + IDLE_GRACE);
     let admitted = (50_000..51_000u64)
         .filter(|key| limiter.check(key, 1).is_ok_and(|d| d.is_allowed()))
         .count();

@@ -106,7 +106,7 @@ impl Algorithm for Gcra {
         let base = (*tat).max(now);
         let new = base.saturating_add(cost.saturating_mul(t));
         if new - now <= tau {
-            Decision::allow(self.burst, (tau - (new - now)) / t, w, new - now)
+            Decision::allow_scaled(self.burst, tau - (new - now), t, w, new - now)
         } else {
             let backlog = base - now;
             Decision::deny(

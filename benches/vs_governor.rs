@@ -1,0 +1,299 @@
+//! ratewarden beside governor on the same work, in the same run.
+//!
+//! Workloads (identical quotas, keys generated outside the timed loop):
+//! 1 unkeyed allowed · 2 unkeyed denied · 3 unkeyed, 2 threads · 4 keyed, one hot key ·
+//! 5 keyed, 100 000 keys · 6 keyed, 1 000 000 keys, Zipf(1.1) · 7 keyed, 2 threads,
+//! 100 000 keys · 8 three scopes: an atomic `Policy` against three limiters in sequence.
+//! Then ratewarden alone: each algorithm on workloads 1, 5 and 7, and `SlidingLog` with
+//! limits of 10, 1 000 and 100 000 at a steady full window.
+//!
+//! `cargo bench --bench vs_governor`
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use governor::{Quota, RateLimiter};
+use ratewarden::algorithm::Algorithm;
+use ratewarden::{
+    FixedWindow, Gcra, KeyedLimiter, Policy, Rate, Scope, SlidingLog, SlidingWindow, UnkeyedLimiter,
+};
+
+const MANY: u32 = 1_000_000_000;
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap()
+}
+
+/// Keys spread over the 64-bit space, as hashed identifiers would be.
+fn keys(n: u64) -> Vec<u64> {
+    (0..n)
+        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect()
+}
+
+/// `len` draws from `n` keys with Zipf(s) popularity (xorshift, inverse CDF).
+fn zipf(n: usize, s: f64, len: usize) -> Vec<u64> {
+    let mut cdf = Vec::with_capacity(n);
+    let mut total = 0.0;
+    for k in 1..=n {
+        total += 1.0 / (k as f64).powf(s);
+        cdf.push(total);
+    }
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let ids = keys(n as u64);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64 * total;
+            ids[cdf.partition_point(|c| *c < u).min(n - 1)]
+        })
+        .collect()
+}
+
+/// Runs `per_thread(iters / 2)` on two threads at once; the wall time of both.
+fn two_threads(iters: u64, per_thread: impl Fn(u64, usize) + Sync) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let f = &per_thread;
+            s.spawn(move || f(iters / 2, t));
+        }
+    });
+    start.elapsed()
+}
+
+fn cycle<'a>(keys: &'a [u64]) -> impl FnMut() -> &'a u64 {
+    let mut i = 0;
+    move || {
+        i += 1;
+        if i == keys.len() {
+            i = 0;
+        }
+        &keys[i]
+    }
+}
+
+fn unkeyed(c: &mut Criterion) {
+    let mut g = c.benchmark_group("1_unkeyed_allowed");
+    let rw = UnkeyedLimiter::new(Gcra::new(Rate::per_second(MANY as u64).unwrap()));
+    let gov = RateLimiter::direct(Quota::per_second(nz(MANY)));
+    g.bench_function("ratewarden", |b| {
+        b.iter(|| black_box(rw.check(1).unwrap().is_allowed()))
+    });
+    g.bench_function("governor", |b| b.iter(|| black_box(gov.check().is_ok())));
+    g.finish();
+
+    let mut g = c.benchmark_group("2_unkeyed_denied");
+    let rw = UnkeyedLimiter::new(Gcra::new(Rate::per_hour(1).unwrap()));
+    let gov = RateLimiter::direct(Quota::per_hour(nz(1)));
+    let _ = (rw.check(1), gov.check());
+    g.bench_function("ratewarden", |b| {
+        b.iter(|| black_box(rw.check(1).unwrap().is_allowed()))
+    });
+    g.bench_function("governor", |b| b.iter(|| black_box(gov.check().is_ok())));
+    g.finish();
+
+    let mut g = c.benchmark_group("3_unkeyed_2_threads");
+    let rw = UnkeyedLimiter::new(Gcra::new(Rate::per_second(MANY as u64).unwrap()));
+    let gov = RateLimiter::direct(Quota::per_second(nz(MANY)));
+    g.bench_function("ratewarden", |b| {
+        b.iter_custom(|n| {
+            two_threads(n, |n, _| {
+                (0..n).for_each(|_| {
+                    black_box(rw.check(1)).ok();
+                })
+            })
+        })
+    });
+    g.bench_function("governor", |b| {
+        b.iter_custom(|n| two_threads(n, |n, _| (0..n).for_each(|_| drop(black_box(gov.check())))))
+    });
+    g.finish();
+}
+
+fn keyed(c: &mut Criterion) {
+    let rate = Rate::per_second(MANY as u64).unwrap();
+    let quota = Quota::per_second(nz(MANY));
+
+    let mut g = c.benchmark_group("4_keyed_hot_key");
+    let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
+    let gov = RateLimiter::keyed(quota);
+    g.bench_function("ratewarden", |b| {
+        b.iter(|| black_box(rw.check(&7, 1).unwrap().is_allowed()))
+    });
+    g.bench_function("governor", |b| {
+        b.iter(|| black_box(gov.check_key(&7).is_ok()))
+    });
+    g.finish();
+
+    let many = keys(100_000);
+    let mut g = c.benchmark_group("5_keyed_100k");
+    let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
+    let gov = RateLimiter::keyed(quota);
+    let mut next = cycle(&many);
+    g.bench_function("ratewarden", |b| {
+        b.iter(|| black_box(rw.check(next(), 1).unwrap().is_allowed()))
+    });
+    let mut next = cycle(&many);
+    g.bench_function("governor", |b| {
+        b.iter(|| black_box(gov.check_key(next()).is_ok()))
+    });
+    g.finish();
+
+    let draws = zipf(1_000_000, 1.1, 4_000_000);
+    let mut g = c.benchmark_group("6_keyed_zipf_1m");
+    let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
+    let gov = RateLimiter::keyed(quota);
+    let mut next = cycle(&draws);
+    g.bench_function("ratewarden", |b| {
+        b.iter(|| black_box(rw.check(next(), 1).unwrap().is_allowed()))
+    });
+    let mut next = cycle(&draws);
+    g.bench_function("governor", |b| {
+        b.iter(|| black_box(gov.check_key(next()).is_ok()))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("7_keyed_2_threads_100k");
+    let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
+    let gov = RateLimiter::keyed(quota);
+    g.bench_function("ratewarden", |b| {
+        b.iter_custom(|n| {
+            two_threads(n, |n, t| {
+                let mut next = cycle(&many[t * 25_000..t * 25_000 + 75_000]);
+                (0..n).for_each(|_| {
+                    black_box(rw.check(next(), 1)).ok();
+                })
+            })
+        })
+    });
+    g.bench_function("governor", |b| {
+        b.iter_custom(|n| {
+            two_threads(n, |n, t| {
+                let mut next = cycle(&many[t * 25_000..t * 25_000 + 75_000]);
+                (0..n).for_each(|_| drop(black_box(gov.check_key(next()))))
+            })
+        })
+    });
+    g.finish();
+}
+
+#[derive(Clone, Copy)]
+struct Req {
+    key: u64,
+    org: u64,
+    video: u64,
+}
+
+fn three_scopes(c: &mut Criterion) {
+    let rate = Rate::per_second(MANY as u64).unwrap();
+    let quota = Quota::per_second(nz(MANY));
+    let reqs: Vec<Req> = keys(100_000)
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| Req {
+            key: k,
+            org: k % 1_000,
+            video: k % 50_000 + i as u64 % 3,
+        })
+        .collect();
+    let mut g = c.benchmark_group("8_three_scopes");
+    let policy = Policy::builder()
+        .scope(Scope::keyed("key", Gcra::new(rate), |r: &Req| Some(r.key)))
+        .scope(Scope::keyed("org", Gcra::new(rate), |r: &Req| Some(r.org)))
+        .scope(Scope::keyed("video", Gcra::new(rate), |r: &Req| {
+            Some(r.video)
+        }))
+        .build();
+    let mut i = 0;
+    g.bench_function("ratewarden_policy", |b| {
+        b.iter(|| {
+            i = (i + 1) % reqs.len();
+            black_box(policy.check(&reqs[i], 1).unwrap().is_allowed())
+        })
+    });
+    let (a, o, v) = (
+        RateLimiter::keyed(quota),
+        RateLimiter::keyed(quota),
+        RateLimiter::keyed(quota),
+    );
+    let mut i = 0;
+    g.bench_function("governor_sequential", |b| {
+        b.iter(|| {
+            i = (i + 1) % reqs.len();
+            let r = &reqs[i];
+            black_box(
+                a.check_key(&r.key).is_ok()
+                    && o.check_key(&r.org).is_ok()
+                    && v.check_key(&r.video).is_ok(),
+            )
+        })
+    });
+    g.finish();
+}
+
+fn algorithms(c: &mut Criterion) {
+    let rate = Rate::per_second(MANY as u64).unwrap();
+    let many = keys(100_000);
+    fn run<A: Algorithm>(c: &mut Criterion, name: &str, alg: A, many: &[u64]) {
+        let mut g = c.benchmark_group(format!("algorithm_{name}"));
+        let unkeyed = UnkeyedLimiter::new(alg.clone());
+        g.bench_function("1_unkeyed", |b| {
+            b.iter(|| black_box(unkeyed.check(1).unwrap().is_allowed()))
+        });
+        let keyed: KeyedLimiter<u64, A> = KeyedLimiter::new(alg.clone());
+        let mut next = cycle(many);
+        g.bench_function("5_keyed_100k", |b| {
+            b.iter(|| black_box(keyed.check(next(), 1).unwrap().is_allowed()))
+        });
+        g.bench_function("7_keyed_2_threads_100k", |b| {
+            b.iter_custom(|n| {
+                two_threads(n, |n, t| {
+                    let mut next = cycle(&many[t * 25_000..t * 25_000 + 75_000]);
+                    (0..n).for_each(|_| {
+                        black_box(keyed.check(next(), 1)).ok();
+                    })
+                })
+            })
+        });
+        g.finish();
+    }
+    run(c, "gcra", Gcra::new(rate), &many);
+    run(c, "fixed_window", FixedWindow::new(rate), &many);
+    run(c, "sliding_window", SlidingWindow::new(rate), &many);
+    run(c, "sliding_log", SlidingLog::new(rate), &many);
+
+    // A steady full window: one request per W/n, so the log holds n entries and every
+    // check prunes one and appends one.
+    let mut g = c.benchmark_group("sliding_log_limit");
+    for limit in [10u64, 1_000, 100_000] {
+        let rate = Rate::new(limit, Duration::from_secs(1)).unwrap();
+        let limiter = UnkeyedLimiter::new(SlidingLog::new(rate));
+        let step = 1_000_000_000 / limit;
+        let mut now = 1_000_000_000u64;
+        for _ in 0..limit {
+            now += step;
+            limiter.check_at(1, now).unwrap();
+        }
+        g.bench_function(limit.to_string(), |b| {
+            b.iter(|| {
+                now += step;
+                black_box(limiter.check_at(1, now).unwrap().is_allowed())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = unkeyed, keyed, three_scopes, algorithms
+}
+criterion_main!(benches);
