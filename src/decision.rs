@@ -97,6 +97,19 @@ impl Decision {
         self.remaining_scaled / self.remaining_unit
     }
 
+    /// Whether at least `percent` % of the limit is in use, without dividing.
+    pub fn used_at_least_percent(&self, percent: u64) -> bool {
+        // used × 100 ≥ limit × p  ⇔  remaining ≤ ⌊limit × (100 − p) / 100⌋ =: m
+        //                         ⇔  remaining_scaled < (m + 1) × unit
+        match percent {
+            0 => return true,
+            101.. => return false,
+            _ => {}
+        }
+        let m = u128::from(self.limit) * u128::from(100 - percent) / 100;
+        u128::from(self.remaining_scaled) < (m + 1) * u128::from(self.remaining_unit)
+    }
+
     /// Units in use: `limit - remaining`.
     pub fn used(&self) -> u64 {
         self.limit.saturating_sub(self.remaining())
@@ -209,6 +222,40 @@ mod repr {
                 window_nanos: d.window_nanos,
                 reset_after_nanos: d.reset_after_nanos,
                 retry_after_nanos: d.retry_after_nanos,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decision;
+
+    #[test]
+    fn near_limit_without_division_matches_the_plain_arithmetic() {
+        for limit in [1u64, 3, 10, 7, 100, 1_000_003] {
+            for unit in [1u64, 7, 1_000_000_000] {
+                for rem in [
+                    0u64,
+                    1,
+                    2,
+                    limit / 5,
+                    limit / 2,
+                    limit.saturating_sub(1),
+                    limit,
+                ] {
+                    for scaled in [rem * unit, rem * unit + unit - 1] {
+                        let d = Decision::allow_scaled(limit, scaled, unit, 1, 0);
+                        for p in [0u64, 1, 50, 80, 99, 100, 101] {
+                            let plain = p <= 100 && d.used() * 100 >= limit * p;
+                            assert_eq!(
+                                d.used_at_least_percent(p),
+                                plain,
+                                "{limit} {unit} {scaled} {p}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

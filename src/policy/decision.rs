@@ -31,9 +31,9 @@ impl ScopeReport<'_> {
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry {
-    index: u32,
-    shadow: bool,
-    decision: Decision,
+    pub(crate) index: u32,
+    pub(crate) shadow: bool,
+    pub(crate) decision: Decision,
 }
 
 // Inline storage is the point: a check of up to eight scopes allocates nothing.
@@ -77,7 +77,7 @@ impl Entries {
         }
     }
 
-    fn as_slice(&self) -> &[Entry] {
+    pub(crate) fn as_slice(&self) -> &[Entry] {
         match self {
             Entries::Inline { len, items } => &items[..*len],
             Entries::Heap(v) => v,

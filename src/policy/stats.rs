@@ -116,30 +116,30 @@ impl Stats {
         if let Some(m) = &self.metrics {
             m.check(decision.is_allowed());
         }
-        for scope in decision.scopes() {
-            let d = &scope.decision;
-            let outcome = match (scope.shadow, d.is_denied()) {
+        for entry in decision.entries.as_slice() {
+            let d = &entry.decision;
+            let outcome = match (entry.shadow, d.is_denied()) {
                 (_, false) => 0,
                 (false, true) => 1,
                 (true, true) => 2,
             };
-            let base = GLOBAL + PER_SCOPE * scope.index;
+            let index = entry.index as usize;
+            let base = GLOBAL + PER_SCOPE * index;
             self.bump(stripe, base + outcome);
-            let near = u128::from(d.used()) * 100
-                >= u128::from(d.limit()) * u128::from(self.near_limit_percent);
+            let near = d.used_at_least_percent(self.near_limit_percent);
             if near {
                 self.bump(stripe, base + 3);
             }
             #[cfg(feature = "metrics")]
             if let Some(m) = &self.metrics {
-                m.scope(scope.index, outcome, near);
+                m.scope(index, outcome, near);
             }
             #[cfg(feature = "tracing")]
             if outcome > 0 {
                 tracing::debug!(
                     policy,
-                    scope = scope.name,
-                    shadow = scope.shadow,
+                    scope = &*decision.names[index],
+                    shadow = entry.shadow,
                     retry_after_ms = d.retry_after().map_or(0, |r| r.as_millis() as u64),
                     "rate limit denial"
                 );
