@@ -48,8 +48,9 @@ pub enum OnFull {
     AllowUntracked,
 }
 
+/// One key's state. The hash is not stored: tables rehash on resize instead, which is
+/// rare and amortised, and a GCRA entry stays at two words.
 struct Entry<K, C> {
-    hash: u64,
     key: K,
     cell: C,
 }
@@ -174,11 +175,10 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
                         table.insert_unique(
                             hash,
                             Entry {
-                                hash,
                                 key: key.to_owned(),
                                 cell: A::Cell::new(alg.fresh()),
                             },
-                            |e| e.hash,
+                            |e| self.hasher.hash_one(&e.key),
                         );
                     }
                     // Let other keys of this shard proceed while `f` runs.
@@ -255,7 +255,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
             if table.capacity() > 4 * table.len() + 64 {
-                table.shrink_to(table.len() * 2, |e| e.hash);
+                table.shrink_to(table.len() * 2, |e| self.hasher.hash_one(&e.key));
             }
         }
     }
