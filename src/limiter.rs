@@ -105,6 +105,7 @@ fn decide_and_commit<A: Algorithm>(
 }
 
 /// The algorithm with `limit` units per window, if that differs from its own count.
+#[inline]
 fn with_limit<A: Algorithm>(alg: &A, limit: Option<u64>) -> Result<Cow<'_, A>, CheckError> {
     let rate = alg.rate();
     match limit {
@@ -115,6 +116,7 @@ fn with_limit<A: Algorithm>(alg: &A, limit: Option<u64>) -> Result<Cow<'_, A>, C
     }
 }
 
+#[inline]
 fn decide_then<A: Algorithm>(
     alg: &A,
     state: &mut A::State,

@@ -36,12 +36,12 @@ pub(crate) struct Entry {
     pub(crate) decision: Decision,
 }
 
-// Inline storage is the point: a check of up to eight scopes allocates nothing.
-#[allow(clippy::large_enum_variant)]
+/// Per-scope reports: inline for the first eight (no allocation), then in `spill`.
 #[derive(Debug, Clone)]
-pub(crate) enum Entries {
-    Inline { len: usize, items: [Entry; INLINE] },
-    Heap(Vec<Entry>),
+pub(crate) struct Entries {
+    len: usize,
+    inline: [Entry; INLINE],
+    spill: Vec<Entry>,
 }
 
 impl Entries {
@@ -51,37 +51,35 @@ impl Entries {
             shadow: false,
             decision: Decision::allow(0, 0, 0, 0),
         };
-        Entries::Inline {
+        Entries {
             len: 0,
-            items: [EMPTY; INLINE],
+            inline: [EMPTY; INLINE],
+            spill: Vec::new(),
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, index: usize, shadow: bool, decision: Decision) {
         let entry = Entry {
             index: index as u32,
             shadow,
             decision,
         };
-        match self {
-            Entries::Inline { len, items } if *len < INLINE => {
-                items[*len] = entry;
-                *len += 1;
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = entry;
+                self.len += 1;
             }
-            Entries::Inline { len, items } => {
-                let mut spilled = items[..*len].to_vec();
-                spilled.push(entry);
-                *self = Entries::Heap(spilled);
-            }
-            Entries::Heap(v) => v.push(entry),
+            None => self.spill.push(entry),
         }
     }
 
-    pub(crate) fn as_slice(&self) -> &[Entry] {
-        match self {
-            Entries::Inline { len, items } => &items[..*len],
-            Entries::Heap(v) => v,
-        }
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.inline[..self.len].iter().chain(self.spill.iter())
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.len + self.spill.len()
     }
 }
 
@@ -116,14 +114,19 @@ impl<'p> PolicyDecision<'p> {
     }
 
     /// Every applicable scope, in declaration order.
-    pub fn scopes(&self) -> impl ExactSizeIterator<Item = ScopeReport<'p>> + '_ {
+    pub fn scopes(&self) -> impl Iterator<Item = ScopeReport<'p>> + '_ {
         let names = self.names;
-        self.entries.as_slice().iter().map(move |e| ScopeReport {
+        self.entries.iter().map(move |e| ScopeReport {
             name: &names[e.index as usize],
             index: e.index as usize,
             shadow: e.shadow,
             decision: e.decision,
         })
+    }
+
+    /// How many scopes applied to the request.
+    pub fn scope_count(&self) -> usize {
+        self.entries.count()
     }
 
     /// The enforcing scopes that denied the request.

@@ -170,11 +170,13 @@ impl<Req: 'static> Policy<Req> {
 
     /// Checks `req` with `cost` against every applicable scope and consumes `cost` in all
     /// of them only if every enforcing scope allows.
+    #[inline]
     pub fn check(&self, req: &Req, cost: u64) -> Result<PolicyDecision<'_>, PolicyError> {
         self.check_at(req, cost, self.clock.now())
     }
 
     /// [`check`](Self::check) at an explicit time.
+    #[inline]
     pub fn check_at(
         &self,
         req: &Req,
@@ -251,6 +253,7 @@ impl<Req: 'static> Policy<Req> {
         Ok(Admitted { decision, outcome })
     }
 
+    #[inline]
     fn evaluate(
         &self,
         req: &Req,
@@ -261,6 +264,7 @@ impl<Req: 'static> Policy<Req> {
         self.evaluate_with(req, cost, now, commit, None)
     }
 
+    #[inline]
     fn evaluate_with(
         &self,
         req: &Req,

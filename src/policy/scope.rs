@@ -156,7 +156,7 @@ where
     L: Limiter<K>,
     F: Fn(&Req) -> Option<K> + Send + Sync,
 {
-    #[inline]
+    #[inline(always)]
     fn transact(
         &self,
         req: &Req,
@@ -201,7 +201,7 @@ where
     A: Algorithm,
     F: for<'r> Fn(&'r Req) -> Option<&'r Q> + Send + Sync,
 {
-    #[inline]
+    #[inline(always)]
     fn transact(
         &self,
         req: &Req,

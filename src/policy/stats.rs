@@ -116,7 +116,7 @@ impl Stats {
         if let Some(m) = &self.metrics {
             m.check(decision.is_allowed());
         }
-        for entry in decision.entries.as_slice() {
+        for entry in decision.entries.iter() {
             let d = &entry.decision;
             let outcome = match (entry.shadow, d.is_denied()) {
                 (_, false) => 0,
