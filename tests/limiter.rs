@@ -343,3 +343,25 @@ fn chosen_key_patterns_do_not_collapse_the_store_onto_one_shard() {
     assert!(max < mean * 3 / 2, "max shard {max}, mean {mean}");
     assert!(lens.iter().all(|&n| n > mean / 2));
 }
+
+/// Sweeps ask whether a key was idle a grace period ago; a key used since then is not.
+#[test]
+fn no_algorithm_calls_a_key_idle_before_its_own_requests() {
+    fn check<A: Algorithm>(alg: A) {
+        let t = 3_600_000_000_000u64 + 250_000_000;
+        let mut state = alg.fresh();
+        let d = alg.decide(&mut state, t, 1);
+        assert!(d.is_allowed());
+        alg.commit(&mut state, t, 1);
+        for earlier in [0, t - 1_000_000_000, t - 1] {
+            assert!(!alg.is_idle(&state, earlier), "{alg:?} at {earlier}");
+        }
+        assert!(!alg.is_idle(&state, t));
+    }
+    let r = rate("5/min");
+    check(FixedWindow::new(r));
+    check(FixedWindow::new(r).anchored(Anchor::FirstRequest));
+    check(SlidingLog::new(r));
+    check(SlidingWindow::new(r));
+    check(Gcra::new(r));
+}

@@ -143,7 +143,9 @@ impl Algorithm for FixedWindow {
     }
 
     fn is_idle(&self, state: &FixedWindowState, now: Nanos) -> bool {
-        self.current(state, now).1 == 0
+        // Not `current(…)`: for a time before the window's start that reports "no window",
+        // yet the state still counts from `start` on.
+        state.count == 0 || now >= state.start.saturating_add(self.rate.window_nanos())
     }
 }
 
@@ -196,6 +198,19 @@ mod tests {
         assert_eq!(d.reset_after(), Duration::from_secs(60));
         assert!(!alg.is_idle(&s, 149 * S));
         assert!(alg.is_idle(&s, 150 * S));
+    }
+
+    #[test]
+    fn not_idle_at_a_time_before_its_window() {
+        for anchor in [Anchor::Clock, Anchor::FirstRequest] {
+            let alg = FixedWindow::new(Rate::per_minute(5).unwrap()).anchored(anchor);
+            let mut s = alg.fresh();
+            run(&alg, &mut s, 120 * S, 1);
+            // a sweep asks about a moment one grace period ago
+            assert!(!alg.is_idle(&s, 119 * S), "{anchor:?}");
+            assert!(!alg.is_idle(&s, 179 * S), "{anchor:?}");
+            assert!(alg.is_idle(&s, 180 * S), "{anchor:?}");
+        }
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub trait Algorithm: Clone + Debug + Send + Sync + 'static {
     fn commit(&self, state: &mut Self::State, now: Nanos, cost: u64);
     /// Gives back up to `cost`, never leaving the state fuller than fresh.
     fn refund(&self, state: &mut Self::State, now: Nanos, cost: u64);
-    /// Whether the state is indistinguishable from fresh at `now` and later.
+    /// Whether the state is indistinguishable from fresh at `now` and at every later
+    /// time. Stores ask about a moment in the past (a grace period ago), so this must
+    /// hold for any `now`, including one before the state's own events.
     fn is_idle(&self, state: &Self::State, now: Nanos) -> bool;
 }
