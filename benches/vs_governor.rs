@@ -4,8 +4,7 @@
 //! 1 unkeyed allowed · 2 unkeyed denied · 3 unkeyed, 2 threads · 4 keyed, one hot key ·
 //! 5 keyed, 100 000 keys · 6 keyed, 1 000 000 keys, Zipf(1.1) · 7 keyed, 2 threads,
 //! 100 000 keys · 8 three scopes: an atomic `Policy` against three limiters in sequence.
-//! Then ratewarden alone: each algorithm on workloads 1, 5 and 7, and `SlidingLog` with
-//! limits of 10, 1 000 and 100 000 at a steady full window.
+//! ratewarden's algorithms alone are in `benches/algorithms.rs`.
 //!
 //! `cargo bench --bench vs_governor`
 
@@ -15,10 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use governor::{Quota, RateLimiter};
-use ratewarden::algorithm::Algorithm;
-use ratewarden::{
-    FixedWindow, Gcra, KeyedLimiter, Policy, Rate, Scope, SlidingLog, SlidingWindow, UnkeyedLimiter,
-};
+use ratewarden::{Gcra, KeyedLimiter, Policy, Rate, Scope, UnkeyedLimiter};
 
 const MANY: u32 = 1_000_000_000;
 
@@ -236,64 +232,11 @@ fn three_scopes(c: &mut Criterion) {
     g.finish();
 }
 
-fn algorithms(c: &mut Criterion) {
-    let rate = Rate::per_second(MANY as u64).unwrap();
-    let many = keys(100_000);
-    fn run<A: Algorithm>(c: &mut Criterion, name: &str, alg: A, many: &[u64]) {
-        let mut g = c.benchmark_group(format!("algorithm_{name}"));
-        let unkeyed = UnkeyedLimiter::new(alg.clone());
-        g.bench_function("1_unkeyed", |b| {
-            b.iter(|| black_box(unkeyed.check(1).unwrap().is_allowed()))
-        });
-        let keyed: KeyedLimiter<u64, A> = KeyedLimiter::new(alg.clone());
-        let mut next = cycle(many);
-        g.bench_function("5_keyed_100k", |b| {
-            b.iter(|| black_box(keyed.check(next(), 1).unwrap().is_allowed()))
-        });
-        g.bench_function("7_keyed_2_threads_100k", |b| {
-            b.iter_custom(|n| {
-                two_threads(n, |n, t| {
-                    let mut next = cycle(&many[t * 25_000..t * 25_000 + 75_000]);
-                    (0..n).for_each(|_| {
-                        black_box(keyed.check(next(), 1)).ok();
-                    })
-                })
-            })
-        });
-        g.finish();
-    }
-    run(c, "gcra", Gcra::new(rate), &many);
-    run(c, "fixed_window", FixedWindow::new(rate), &many);
-    run(c, "sliding_window", SlidingWindow::new(rate), &many);
-    run(c, "sliding_log", SlidingLog::new(rate), &many);
-
-    // A steady full window: one request per W/n, so the log holds n entries and every
-    // check prunes one and appends one.
-    let mut g = c.benchmark_group("sliding_log_limit");
-    for limit in [10u64, 1_000, 100_000] {
-        let rate = Rate::new(limit, Duration::from_secs(1)).unwrap();
-        let limiter = UnkeyedLimiter::new(SlidingLog::new(rate));
-        let step = 1_000_000_000 / limit;
-        let mut now = 1_000_000_000u64;
-        for _ in 0..limit {
-            now += step;
-            limiter.check_at(1, now).unwrap();
-        }
-        g.bench_function(limit.to_string(), |b| {
-            b.iter(|| {
-                now += step;
-                black_box(limiter.check_at(1, now).unwrap().is_allowed())
-            })
-        });
-    }
-    g.finish();
-}
-
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = unkeyed, keyed, three_scopes, algorithms
+    targets = unkeyed, keyed, three_scopes
 }
 criterion_main!(benches);
