@@ -26,6 +26,28 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## A 429 with headers
+//!
+//! ```
+//! use ratewarden::headers::{HeaderFormat, Reset};
+//! use ratewarden::{Clock, KeyedLimiter, SlidingLog};
+//!
+//! let (clock, _mock) = Clock::mock();
+//! let limiter: KeyedLimiter<String, SlidingLog> =
+//!     KeyedLimiter::with_clock(SlidingLog::new("2/min".parse()?), clock.clone());
+//! limiter.check("k", 2)?;
+//! let decision = limiter.check("k", 1)?;
+//!
+//! let mut headers: Vec<(String, String)> = Vec::new(); // or an http::HeaderMap
+//! HeaderFormat::x_ratelimit()
+//!     .reset(Reset::Seconds)
+//!     .write_decision("per-key", &decision, clock.now_system(), &mut headers)?;
+//! let status = if decision.is_denied() { 429 } else { 200 };
+//! assert_eq!(status, 429);
+//! assert_eq!(headers.last().unwrap(), &("Retry-After".to_owned(), "60".to_owned()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Pieces
 //!
 //! - [`Rate`]: a validated quota, `Rate::per_minute(600)` or `"600/min".parse()`.
@@ -41,6 +63,9 @@
 //!   by rotating through its IPv6 prefix or forging `X-Forwarded-For`.
 //! - [`ConcurrencyLimiter`]: at most N in progress per key, with RAII [`Permit`]s and a
 //!   FIFO queue of [`Ticket`]s.
+//! - [`headers`]: every rate-limit header convention (classic `X-RateLimit-*`, per-window,
+//!   IETF `RateLimit`/`RateLimit-Policy` drafts 6, 7 and 10, `Retry-After`) and the 429
+//!   bodies real APIs send.
 //! - [`Clock`]: real or mock time; one reading per check.
 //!
 //! ## Semantics
@@ -63,6 +88,7 @@ mod clock;
 mod concurrency;
 mod decision;
 mod error;
+pub mod headers;
 mod limiter;
 mod policy;
 mod rate;

@@ -43,7 +43,9 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
     /// rate's count, if given; the window never changes, so a key's state carries over),
     /// then calls `then` with the decision **while still holding the key's state**, and
     /// consumes `cost` only if the decision allowed and `then` returned `true`. Nobody
-    /// else can change this key's state in between.
+    /// else can change this key's state in between. Returns the decision; when `then`
+    /// declined an allowed request, the returned decision describes the state as it
+    /// remains (as for a cost of 0).
     fn transact(
         &self,
         key: &K,
@@ -125,7 +127,15 @@ fn decide_then<A: Algorithm>(
     then: &mut dyn FnMut(&Decision) -> bool,
 ) -> Decision {
     let decision = alg.decide(state, now, cost);
-    if then(&decision) && decision.is_allowed() {
+    if !then(&decision) {
+        // Not consumed: report what really remains.
+        return if decision.is_allowed() && cost > 0 {
+            alg.decide(state, now, 0)
+        } else {
+            decision
+        };
+    }
+    if decision.is_allowed() {
         alg.commit(state, now, cost);
     }
     decision

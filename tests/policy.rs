@@ -87,6 +87,17 @@ impl Model {
         let allowed = seen
             .iter()
             .all(|(i, d)| self.specs[*i].shadow || d.is_allowed());
+        if !allowed {
+            // nothing is spent: scopes that would allow report what really remains
+            for (i, d) in seen.iter_mut() {
+                if d.is_allowed() {
+                    let spec = &self.specs[*i];
+                    *d = self.limiters[*i]
+                        .peek_at(&spec.key.key(req), 0, now)
+                        .unwrap();
+                }
+            }
+        }
         if allowed && commit {
             for (i, d) in &seen {
                 if d.is_allowed() {

@@ -74,6 +74,18 @@ impl Entries {
         }
     }
 
+    /// Replaces the decision of the entry for scope `index`, if it was pushed.
+    pub(crate) fn replace(&mut self, index: usize, decision: Decision) {
+        let found = self.inline[..self.len]
+            .iter_mut()
+            .chain(self.spill.iter_mut())
+            .rev()
+            .find(|e| e.index as usize == index);
+        if let Some(entry) = found {
+            entry.decision = decision;
+        }
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
         self.inline[..self.len].iter().chain(self.spill.iter())
     }

@@ -11,6 +11,11 @@
 //! nothing is rolled back, and no interleaving admits more than any scope's quota. States
 //! are always taken in declaration order, so two checks cannot wait on each other. The
 //! clock is read once per request, and for up to eight scopes nothing is allocated.
+//!
+//! **What scopes report.** When the request is allowed, each scope reports its state
+//! after this request. When it is denied, nothing was spent, so each scope reports what
+//! really remains: a scope that would have allowed shows its current `remaining`, not
+//! one less.
 
 mod decision;
 mod scope;
@@ -231,8 +236,8 @@ impl<Req: 'static> Policy<Req> {
     /// let _permit = first.outcome.unwrap()?;
     /// let second = policy.check_with(&7, 1, || jobs.try_acquire(&7))?;
     /// assert!(second.decision.is_denied()); // busy: no rate budget was spent
-    /// assert_eq!(second.decision.scope("rpm").unwrap().decision.remaining(), 58);
-    /// assert_eq!(policy.peek(&7, 1)?.scope("rpm").unwrap().decision.remaining(), 58);
+    /// assert_eq!(second.decision.scope("rpm").unwrap().decision.remaining(), 59);
+    /// assert_eq!(policy.peek(&7, 0)?.scope("rpm").unwrap().decision.remaining(), 59);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn check_with<T, E>(
@@ -319,6 +324,10 @@ impl<Req: 'static> Policy<Req> {
             rest = self.step(i + 1, req, cost, now, commit, walk);
             commit && rest.is_ok() && walk.allowed
         });
+        // A denied request spent nothing: its scopes report what really remains.
+        if let (Some(Ok(remains)), false) = (&outcome, walk.allowed) {
+            walk.entries.replace(i, *remains);
+        }
         match outcome {
             None => self.step(i + 1, req, cost, now, commit, walk),
             // A shadow scope never fails a request, not even for a cost it cannot hold.
