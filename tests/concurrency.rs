@@ -224,6 +224,29 @@ fn reelsbuilder_pro_runs_five_jobs_and_queues_the_sixth() {
     assert_eq!(sixth.position(), Some(1)); // 202 Accepted, queue_position 1
     let seventh = jobs.enqueue_with_limit(&"pro-key", limit).unwrap();
     assert_eq!(seventh.position(), Some(2));
+    // reported in the IETF form with the concurrent-requests unit, and in a 202 body
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let snapshot =
+        ratewarden::headers::Snapshot::concurrency("jobs", jobs.in_flight(&"pro-key"), limit);
+    let outcome = ratewarden::headers::Outcome {
+        scopes: &[snapshot],
+        denied: false,
+        retry_after: None,
+        now: std::time::UNIX_EPOCH,
+    };
+    ratewarden::headers::HeaderFormat::ietf(ratewarden::headers::Report::Closest)
+        .write(&outcome, &mut headers)
+        .unwrap();
+    assert_eq!(headers[0].1, r#""jobs";q=5;qu="concurrent-requests""#);
+    assert_eq!(headers[1].1, r#""jobs";r=0;t=0"#);
+    #[cfg(feature = "serde")]
+    assert_eq!(
+        serde_json::to_string(&ratewarden::headers::QueuedBody::new(
+            sixth.position().unwrap()
+        ))
+        .unwrap(),
+        r#"{"status":"queued","queue_position":1}"#
+    );
     running.pop(); // one job finishes
     assert!(sixth.is_ready());
     assert_eq!(seventh.position(), Some(1));

@@ -158,3 +158,24 @@ impl Problem {
         }
     }
 }
+
+/// A 202 Accepted body for a request that waits in a concurrency queue:
+/// `{"status":"queued","queue_position":1}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct QueuedBody {
+    /// Always `"queued"`.
+    pub status: String,
+    /// The 1-based place in the queue ([`Ticket::position`](crate::Ticket::position)).
+    pub queue_position: usize,
+}
+
+impl QueuedBody {
+    /// A queued request at `position`.
+    pub fn new(position: usize) -> QueuedBody {
+        QueuedBody {
+            status: "queued".to_owned(),
+            queue_position: position,
+        }
+    }
+}

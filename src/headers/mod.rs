@@ -26,7 +26,9 @@
 //!   remaining; ties go to the longer reset, then to the first declared.
 //! - Structured Fields are written correctly or not at all: strings escape `"` and `\`
 //!   and must be printable ASCII, integers stay within ±999 999 999 999 999, `w` is at
-//!   least 1; anything else is a [`HeaderError`], never a malformed header.
+//!   least 1 (windows round up to whole seconds; a zero window, as for concurrency
+//!   limits, leaves `w` out); anything else is a [`HeaderError`], never a malformed
+//!   header.
 //!
 //! ```
 //! use ratewarden::headers::{HeaderFormat, Reset, Snapshot};
@@ -59,8 +61,8 @@ mod text;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use body::{
-    Meta, NestedError, NestedErrorBody, Problem, ResetAtBody, ResetAtDetails, RetryDetails,
-    SimpleError,
+    Meta, NestedError, NestedErrorBody, Problem, QueuedBody, ResetAtBody, ResetAtDetails,
+    RetryDetails, SimpleError,
 };
 
 use crate::{Decision, PolicyDecision};
@@ -95,7 +97,8 @@ pub struct Snapshot<'a> {
     pub limit: u64,
     /// What is left (after this request, if it was allowed).
     pub remaining: u64,
-    /// The quota's window.
+    /// The quota's window; zero for limits without one (concurrency), which leaves the
+    /// IETF `w` parameter out.
     pub window: Duration,
     /// Time until the quota is fully replenished.
     pub reset_after: Duration,
@@ -115,6 +118,20 @@ impl<'a> Snapshot<'a> {
             window: decision.window(),
             reset_after: decision.reset_after(),
             quota_unit: None,
+            partition_key: None,
+        }
+    }
+
+    /// A concurrency limit: `in_flight` of `limit` requests in progress, reported with the
+    /// IETF quota unit `concurrent-requests` and no window (`w` is left out).
+    pub fn concurrency(name: &'a str, in_flight: u32, limit: u32) -> Snapshot<'a> {
+        Snapshot {
+            name,
+            limit: limit.into(),
+            remaining: limit.saturating_sub(in_flight).into(),
+            window: Duration::ZERO,
+            reset_after: Duration::ZERO,
+            quota_unit: Some("concurrent-requests"),
             partition_key: None,
         }
     }

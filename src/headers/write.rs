@@ -82,8 +82,7 @@ pub(super) fn all(
                     put(&mut buf, format_args!(";qu="))?;
                     sf_string(&mut buf, unit)?;
                 }
-                put(&mut buf, format_args!(";w="))?;
-                sf_integer(&mut buf, window_secs(s)?)?;
+                window_param(&mut buf, s)?;
                 partition_key(&mut buf, s)?;
             }
             if o.scopes.is_empty() {
@@ -184,10 +183,14 @@ fn reset_value(
     }
 }
 
-fn window_secs(s: &Snapshot<'_>) -> Result<u64, HeaderError> {
+/// `;w=N` with N ≥ 1 (whole seconds, rounded up), or nothing for a zero window.
+fn window_param(buf: &mut Buf, s: &Snapshot<'_>) -> Result<(), HeaderError> {
     match ceil_secs(s.window) {
-        0 => Err(HeaderError::OutOfRange(0)),
-        w => Ok(w),
+        0 => Ok(()),
+        w => {
+            put(buf, format_args!(";w="))?;
+            sf_integer(buf, w)
+        }
     }
 }
 
@@ -231,8 +234,7 @@ fn policies(buf: &mut Buf, o: &Outcome<'_, '_>) -> Result<(), HeaderError> {
     for (i, s) in o.scopes.iter().enumerate() {
         separator(buf, i)?;
         sf_integer(buf, s.limit)?;
-        put(buf, format_args!(";w="))?;
-        sf_integer(buf, window_secs(s)?)?;
+        window_param(buf, s)?;
     }
     Ok(())
 }
