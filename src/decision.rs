@@ -106,8 +106,13 @@ impl Decision {
             101.. => return false,
             _ => {}
         }
-        let m = u128::from(self.limit) * u128::from(100 - percent) / 100;
-        u128::from(self.remaining_scaled) < (m + 1) * u128::from(self.remaining_unit)
+        // ⌊L × (100 − p) / 100⌋ without a 128-bit division: L = 100q + r.
+        let keep = 100 - percent;
+        let m = self.limit / 100 * keep + self.limit % 100 * keep / 100;
+        match (m + 1).checked_mul(self.remaining_unit) {
+            Some(bound) => self.remaining_scaled < bound,
+            None => true, // the bound exceeds any u64 remaining
+        }
     }
 
     /// Units in use: `limit - remaining`.

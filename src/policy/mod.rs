@@ -278,17 +278,18 @@ impl<Req: 'static> Policy<Req> {
         commit: bool,
         admit: Option<&mut dyn FnMut() -> bool>,
     ) -> Result<PolicyDecision<'_>, PolicyError> {
-        let mut walk = Walk {
+        // The walk writes into the decision that is returned: no copy of the reports.
+        let mut decision = PolicyDecision {
+            names: &self.names,
             entries: Entries::new(),
             allowed: true,
+        };
+        let mut walk = Walk {
+            entries: &mut decision.entries,
+            allowed: &mut decision.allowed,
             admit,
         };
         self.step(0, req, cost, now, commit, &mut walk)?;
-        let decision = PolicyDecision {
-            names: &self.names,
-            entries: walk.entries,
-            allowed: walk.allowed,
-        };
         if commit {
             self.stats.record(&self.name, &decision);
         }
@@ -303,13 +304,13 @@ impl<Req: 'static> Policy<Req> {
         cost: u64,
         now: Nanos,
         commit: bool,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk<'_, '_>,
     ) -> Result<(), PolicyError> {
         let Some(scope) = self.scopes.get(i) else {
             // Every scope is decided and held: the last word goes to the caller's hook.
-            if commit && walk.allowed {
+            if commit && *walk.allowed {
                 if let Some(admit) = walk.admit.as_mut() {
-                    walk.allowed = admit();
+                    *walk.allowed = admit();
                 }
             }
             return Ok(());
@@ -319,13 +320,13 @@ impl<Req: 'static> Policy<Req> {
         let outcome = scope.run.transact(req, cost, now, limit, &mut |decision| {
             walk.entries.push(i, scope.shadow, *decision);
             if !scope.shadow && decision.is_denied() {
-                walk.allowed = false;
+                *walk.allowed = false;
             }
             rest = self.step(i + 1, req, cost, now, commit, walk);
-            commit && rest.is_ok() && walk.allowed
+            commit && rest.is_ok() && *walk.allowed
         });
         // A denied request spent nothing: its scopes report what really remains.
-        if let (Some(Ok(remains)), false) = (&outcome, walk.allowed) {
+        if let (Some(Ok(remains)), false) = (&outcome, *walk.allowed) {
             walk.entries.replace(i, *remains);
         }
         match outcome {
@@ -350,9 +351,9 @@ pub struct Admitted<'p, T, E> {
     pub outcome: Option<Result<T, E>>,
 }
 
-struct Walk<'a> {
-    entries: Entries,
-    allowed: bool,
+struct Walk<'w, 'a> {
+    entries: &'w mut Entries,
+    allowed: &'w mut bool,
     admit: Option<&'a mut dyn FnMut() -> bool>,
 }
 
