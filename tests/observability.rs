@@ -229,3 +229,36 @@ fn metrics_carry_scope_names_and_never_keys() {
         }
     }
 }
+
+#[test]
+fn stats_stay_exact_past_the_owned_stripes() {
+    // 80 threads: the first 63 recording threads of the process own a stripe, the rest
+    // share one with atomic increments; the totals must be exact either way.
+    let (clock, _mock) = Clock::mock();
+    let policy = std::sync::Arc::new(policy(clock));
+    let threads: Vec<_> = (0..80u64)
+        .map(|t| {
+            let policy = policy.clone();
+            std::thread::spawn(move || {
+                for i in 0..200u64 {
+                    policy
+                        .check(
+                            &Req {
+                                user: 1_000_000 + t * 1_000 + i % 20,
+                                write: false,
+                            },
+                            1,
+                        )
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = policy.stats();
+    assert_eq!(stats.allowed + stats.denied, 80 * 200);
+    assert_eq!(stats.allowed, 80 * 20 * 10);
+    assert_eq!(stats.scopes[0].denied, 80 * 200 - 80 * 20 * 10);
+}

@@ -1,7 +1,9 @@
 //! What a policy decided, counted per scope: always on, cheap, and exportable.
 //!
-//! Counters live in per-thread stripes (each on its own cache lines), so threads never
-//! contend on a counter; [`Policy::stats`](crate::Policy::stats) adds the stripes up.
+//! Counters live in per-thread stripes, each on its own cache lines: the first 63 threads
+//! that record each own a stripe and count with plain loads and stores (exact: one
+//! writer), later threads share one stripe with atomic increments. Threads never contend
+//! on a counter; [`Policy::stats`](crate::Policy::stats) adds the stripes up.
 //! With the `metrics` feature the same events go to the `metrics` facade through
 //! handles registered once when the policy is built (install the recorder first); with
 //! `tracing`, each denial is a debug-level event. Labels are the policy's and scopes'
@@ -13,7 +15,9 @@ use std::sync::Arc;
 
 use super::decision::PolicyDecision;
 
-const STRIPES: usize = 16;
+/// Stripe 0 is shared (atomic increments); stripes 1.. each belong to one thread, which
+/// increments with a plain load and store: exact, because it is the only writer.
+const STRIPES: usize = 64;
 const PER_LINE: usize = 16;
 /// Counters before the per-scope ones: checks allowed, checks denied.
 const GLOBAL: usize = 2;
@@ -64,12 +68,15 @@ pub(crate) struct Stats {
     metrics: Option<metrics_out::Handles>,
 }
 
+/// This thread's stripe: its own for the first 63 threads that record, the shared one
+/// for any after them.
 fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
     thread_local!(static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) });
     STRIPE.with(|s| {
         if s.get() == usize::MAX {
-            s.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            s.set(if n < STRIPES { n } else { 0 });
         }
         s.get()
     })
@@ -97,7 +104,13 @@ impl Stats {
     #[inline]
     fn bump(&self, stripe: usize, counter: usize) {
         let line = stripe * self.lines_per_stripe + counter / PER_LINE;
-        self.lines[line].0[counter % PER_LINE].fetch_add(1, Ordering::Relaxed);
+        let c = &self.lines[line].0[counter % PER_LINE];
+        if stripe == 0 {
+            c.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // this thread is the stripe's only writer
+            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
     }
 
     fn sum(&self, counter: usize) -> u64 {
