@@ -1,7 +1,7 @@
 //! Formatting a full header set for one and for three scopes. The sink here stores into
 //! memory it already owns, so what is timed is the formatting alone; a `Vec` or
 //! `HeaderMap` sink adds only the allocations of the names and values it keeps
-//! (`tests/header_allocations.rs` counts them).
+//! (`tests/allocations.rs` counts them).
 
 use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};

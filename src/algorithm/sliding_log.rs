@@ -6,7 +6,9 @@
 //! Entries carry running totals, so the sum is one subtraction and the retry-after of a
 //! denial is a binary search; pruning expired entries is amortised O(1) per check.
 //! Requests at the same instant share one entry. Since every entry holds at least one
-//! unit and the sum never exceeds `n`, a key's log holds at most `n` entries.
+//! unit and the sum never exceeds `n`, a key's log holds at most `n` entries. The log's
+//! buffer grows by doubling as a key's traffic fills it (amortised, never beyond what
+//! `n` entries need) and is then reused: a key in steady traffic allocates nothing.
 
 use std::collections::VecDeque;
 

@@ -1,6 +1,6 @@
-//! Formatting headers allocates nothing itself: with a sink that stores into memory it
-//! already has, a full header set costs zero allocations; with `Vec<(String, String)>`,
-//! exactly the stored names and values.
+//! The hot paths allocate nothing: a check on a tracked key, a policy check of up to
+//! eight scopes, and header formatting (with a sink that stores into memory it already
+//! has; with `Vec<(String, String)>`, exactly the stored names and values).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -109,4 +109,83 @@ fn formatting_allocates_only_what_the_sink_stores() {
             );
         }
     }
+}
+
+#[test]
+fn checks_on_tracked_keys_and_eight_scope_policies_allocate_nothing() {
+    use ratewarden::{FixedWindow, Gcra, KeyedLimiter, Policy, Scope, SlidingLog, SlidingWindow};
+
+    let limiter: KeyedLimiter<String> = KeyedLimiter::new(Gcra::new("1000/s".parse().unwrap()));
+    limiter.check("key", 1).unwrap(); // the first check of a key stores it
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..1_000 {
+        std::hint::black_box(limiter.check("key", 1).unwrap());
+    }
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), before, "keyed check");
+
+    struct Req {
+        api_key: String,
+        org: u64,
+        video: u64,
+    }
+    let r = |s: &str| s.parse().unwrap();
+    let policy = Policy::builder()
+        .scope(Scope::keyed_by_ref(
+            "key",
+            Gcra::new(r("600/min")),
+            |q: &Req| Some(q.api_key.as_str()),
+        ))
+        .scope(Scope::keyed(
+            "org_burst",
+            SlidingLog::new(r("80/10s")),
+            |q: &Req| Some(q.org),
+        ))
+        .scope(Scope::keyed(
+            "org",
+            SlidingWindow::new(r("300/min")),
+            |q: &Req| Some(q.org),
+        ))
+        .scope(Scope::keyed(
+            "video",
+            FixedWindow::new(r("150/min")),
+            |q: &Req| Some(q.video),
+        ))
+        .scope(Scope::keyed("pair", Gcra::new(r("100/min")), |q: &Req| {
+            Some((q.org, q.video))
+        }))
+        .scope(Scope::unkeyed("global", Gcra::new(r("10000/s"))))
+        .scope(
+            Scope::keyed("shadow", FixedWindow::new(r("5/min")), |q: &Req| {
+                Some(q.org)
+            })
+            .shadow(),
+        )
+        .scope(
+            Scope::keyed("plan", SlidingWindow::new(r("50/min")), |q: &Req| {
+                Some(q.org)
+            })
+            .limit_by(|_| Some(500)),
+        )
+        .build();
+    let req = Req {
+        api_key: "k1".into(),
+        org: 7,
+        video: 3,
+    };
+    // First sight of the keys stores them, and a sliding log grows its buffer (amortised)
+    // until it can hold its limit; after that, checks allocate nothing.
+    for _ in 0..100 {
+        policy.check(&req, 1).unwrap();
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..50 {
+        let d = policy.check(&req, 1).unwrap();
+        assert_eq!(d.scope_count(), 8);
+        std::hint::black_box(d.is_allowed());
+    }
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        before,
+        "eight-scope policy check"
+    );
 }
