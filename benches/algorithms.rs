@@ -5,8 +5,11 @@
 //! `cargo bench --bench algorithms`
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod common;
+
+use common::{cycle, keys, two_threads};
 use criterion::{criterion_group, criterion_main, Criterion};
 use ratewarden::algorithm::Algorithm;
 use ratewarden::{
@@ -14,34 +17,6 @@ use ratewarden::{
 };
 
 const MANY: u64 = 1_000_000_000;
-
-fn keys(n: u64) -> Vec<u64> {
-    (0..n)
-        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .collect()
-}
-
-fn cycle<'a>(keys: &'a [u64]) -> impl FnMut() -> &'a u64 {
-    let mut i = 0;
-    move || {
-        i += 1;
-        if i == keys.len() {
-            i = 0;
-        }
-        &keys[i]
-    }
-}
-
-fn two_threads(iters: u64, per_thread: impl Fn(u64, usize) + Sync) -> Duration {
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..2 {
-            let f = &per_thread;
-            s.spawn(move || f(iters / 2, t));
-        }
-    });
-    start.elapsed()
-}
 
 fn algorithms(c: &mut Criterion) {
     let rate = Rate::per_second(MANY).unwrap();

@@ -10,8 +10,11 @@
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod common;
+
+use common::{cycle, keys, two_threads};
 use criterion::{criterion_group, criterion_main, Criterion};
 use governor::{Quota, RateLimiter};
 use ratewarden::{Gcra, KeyedLimiter, Policy, Rate, Scope, UnkeyedLimiter};
@@ -20,13 +23,6 @@ const MANY: u32 = 1_000_000_000;
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap()
-}
-
-/// Keys spread over the 64-bit space, as hashed identifiers would be.
-fn keys(n: u64) -> Vec<u64> {
-    (0..n)
-        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .collect()
 }
 
 /// `len` draws from `n` keys with Zipf(s) popularity (xorshift, inverse CDF).
@@ -48,29 +44,6 @@ fn zipf(n: usize, s: f64, len: usize) -> Vec<u64> {
             ids[cdf.partition_point(|c| *c < u).min(n - 1)]
         })
         .collect()
-}
-
-/// Runs `per_thread(iters / 2)` on two threads at once; the wall time of both.
-fn two_threads(iters: u64, per_thread: impl Fn(u64, usize) + Sync) -> Duration {
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..2 {
-            let f = &per_thread;
-            s.spawn(move || f(iters / 2, t));
-        }
-    });
-    start.elapsed()
-}
-
-fn cycle<'a>(keys: &'a [u64]) -> impl FnMut() -> &'a u64 {
-    let mut i = 0;
-    move || {
-        i += 1;
-        if i == keys.len() {
-            i = 0;
-        }
-        &keys[i]
-    }
 }
 
 fn unkeyed(c: &mut Criterion) {

@@ -3,76 +3,12 @@
 
 use std::time::Duration;
 
-use ratewarden::{Clock, FixedWindow, KeyedLimiter, Policy, Scope};
+use ratewarden::Clock;
 
-#[derive(Clone, Copy)]
-struct Req {
-    user: u64,
-    write: bool,
-}
+#[path = "common/policy_fixture.rs"]
+mod fixture;
 
-fn policy(clock: Clock) -> Policy<Req> {
-    Policy::builder()
-        .name("api")
-        .clock(clock)
-        .scope(Scope::with_limiter(
-            "user",
-            // one shard, so that the eviction below does not depend on how keys hash
-            KeyedLimiter::<u64, _>::builder(FixedWindow::new("10/min".parse().unwrap()))
-                .shards(1)
-                .build(),
-            |r: &Req| Some(r.user),
-        ))
-        .scope(Scope::keyed(
-            "writes",
-            FixedWindow::new("3/min".parse().unwrap()),
-            |r: &Req| r.write.then_some(r.user),
-        ))
-        .scope(
-            Scope::keyed(
-                "new_daily",
-                FixedWindow::new("5/day".parse().unwrap()),
-                |r: &Req| Some(r.user),
-            )
-            .shadow(),
-        )
-        .build()
-}
-
-/// 12 requests from user 1 (4 of them writes) and 2 from user 2, then a peek.
-fn traffic(policy: &Policy<Req>) {
-    for i in 0..12 {
-        policy
-            .check(
-                &Req {
-                    user: 1,
-                    write: i % 3 == 0,
-                },
-                1,
-            )
-            .unwrap();
-    }
-    for _ in 0..2 {
-        policy
-            .check(
-                &Req {
-                    user: 2,
-                    write: false,
-                },
-                1,
-            )
-            .unwrap();
-    }
-    policy
-        .peek(
-            &Req {
-                user: 1,
-                write: true,
-            },
-            1,
-        )
-        .unwrap();
-}
+use fixture::{policy, traffic, Req};
 
 #[test]
 fn stats_count_every_scope_and_shadow_verdict_exactly() {
