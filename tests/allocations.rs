@@ -3,19 +3,27 @@
 //! has; with `Vec<(String, String)>`, exactly the stored names and values).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 use std::time::{Duration, UNIX_EPOCH};
 
 use ratewarden::headers::{HeaderFormat, HeaderSink, Outcome, Report, Reset, RetryAfter, Snapshot};
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // Per thread: tests run in parallel, and each counts only its own allocations.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
 
 // SAFETY: forwards every call unchanged to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // `try_with`: during thread teardown the counter may already be gone.
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, passed on as is.
         unsafe { System.alloc(layout) }
     }
@@ -89,19 +97,15 @@ fn formatting_allocates_only_what_the_sink_stores() {
                 len: 0,
                 headers: 0,
             };
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let before = allocations();
             format.write(&outcome, &mut fixed).unwrap();
-            assert_eq!(
-                ALLOCATIONS.load(Ordering::Relaxed),
-                before,
-                "{format:?}, {n} scopes"
-            );
+            assert_eq!(allocations(), before, "{format:?}, {n} scopes");
             assert!(fixed.headers >= 2);
 
             let mut pairs: Vec<(String, String)> = Vec::with_capacity(16);
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let before = allocations();
             format.write(&outcome, &mut pairs).unwrap();
-            let spent = ALLOCATIONS.load(Ordering::Relaxed) - before;
+            let spent = allocations() - before;
             assert_eq!(
                 spent,
                 2 * pairs.len(),
@@ -117,11 +121,11 @@ fn checks_on_tracked_keys_and_eight_scope_policies_allocate_nothing() {
 
     let limiter: KeyedLimiter<String> = KeyedLimiter::new(Gcra::new("1000/s".parse().unwrap()));
     limiter.check("key", 1).unwrap(); // the first check of a key stores it
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for _ in 0..1_000 {
         std::hint::black_box(limiter.check("key", 1).unwrap());
     }
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), before, "keyed check");
+    assert_eq!(allocations(), before, "keyed check");
 
     struct Req {
         api_key: String,
@@ -177,15 +181,11 @@ fn checks_on_tracked_keys_and_eight_scope_policies_allocate_nothing() {
     for _ in 0..100 {
         policy.check(&req, 1).unwrap();
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for _ in 0..50 {
         let d = policy.check(&req, 1).unwrap();
         assert_eq!(d.scope_count(), 8);
         std::hint::black_box(d.is_allowed());
     }
-    assert_eq!(
-        ALLOCATIONS.load(Ordering::Relaxed),
-        before,
-        "eight-scope policy check"
-    );
+    assert_eq!(allocations(), before, "eight-scope policy check");
 }
