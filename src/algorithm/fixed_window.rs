@@ -7,6 +7,10 @@
 //! defined this way, a key whose window has ended is exactly a fresh key and can be
 //! evicted without changing any later decision.
 //!
+//! A reading earlier than the start of the window a key is in (a thread that read the
+//! clock just before another one opened the window) counts as no time passing: it falls
+//! in that window, with its count, and waits are measured from the window's start.
+//!
 //! Exact per window; a client can get up to `2n` through across a window boundary.
 
 use parking_lot::Mutex;
@@ -78,8 +82,10 @@ impl FixedWindow {
     /// The window `now` falls in, and what it has counted so far.
     fn current(&self, state: &FixedWindowState, now: Nanos) -> (Nanos, u64) {
         let w = self.rate.window_nanos();
-        // A window with nothing counted is no window at all (see the module docs).
-        if state.count > 0 && now < state.start.saturating_add(w) && now >= state.start {
+        // A window with nothing counted is no window at all (see the module docs). A
+        // reading earlier than the window's start (a thread that read the clock before
+        // another one opened the window) counts as no time passing: it is in the window.
+        if state.count > 0 && now < state.start.saturating_add(w) {
             return (state.start, state.count);
         }
         let start = match self.anchor {
@@ -113,7 +119,7 @@ impl Algorithm for FixedWindow {
     fn decide(&self, state: &mut FixedWindowState, now: Nanos, cost: u64) -> Decision {
         let (n, w) = (self.rate.count(), self.rate.window_nanos());
         let (start, count) = self.current(state, now);
-        let until_end = start.saturating_add(w) - now;
+        let until_end = start.saturating_add(w) - now.max(start);
         if count.saturating_add(cost) <= n {
             let used = count + cost;
             let reset = if used == 0 { 0 } else { until_end };
@@ -210,6 +216,38 @@ mod tests {
             assert!(!alg.is_idle(&s, 119 * S), "{anchor:?}");
             assert!(!alg.is_idle(&s, 179 * S), "{anchor:?}");
             assert!(alg.is_idle(&s, 180 * S), "{anchor:?}");
+        }
+    }
+
+    #[test]
+    fn an_earlier_reading_than_the_window_start_counts_as_no_time_passing() {
+        // Two threads read the clock at 9 and 11 ns; the one at 11 ns takes the lock first.
+        // The late one must land in the window the first one opened, not open (or, with
+        // the clock anchor, reopen an older) window with nothing counted.
+        let rate = Rate::new(2, Duration::from_nanos(10)).unwrap();
+        for anchor in [Anchor::Clock, Anchor::FirstRequest] {
+            let alg = FixedWindow::new(rate).anchored(anchor);
+            let mut s = alg.fresh();
+            assert!(run(&alg, &mut s, 11, 2).is_allowed());
+            let start = s.start;
+            let d = run(&alg, &mut s, 9, 1);
+            assert!(d.is_denied(), "{anchor:?}");
+            assert_eq!(d.remaining(), 0, "{anchor:?}");
+            // measured from the window's start, the earliest time the reading can mean
+            assert_eq!(
+                d.retry_after(),
+                Some(Duration::from_nanos(10)),
+                "{anchor:?}"
+            );
+            assert_eq!(d.reset_after(), Duration::from_nanos(10), "{anchor:?}");
+            assert!(!alg.is_idle(&s, 0), "{anchor:?}");
+            // a refund at an earlier reading gives back one unit, not the whole window
+            alg.refund(&mut s, 0, 1);
+            assert_eq!(s, FixedWindowState { start, count: 1 }, "{anchor:?}");
+            // and the window still ends where it did
+            assert!(run(&alg, &mut s, start + 9, 1).is_allowed(), "{anchor:?}");
+            assert!(run(&alg, &mut s, start + 9, 1).is_denied(), "{anchor:?}");
+            assert!(run(&alg, &mut s, start + 10, 1).is_allowed(), "{anchor:?}");
         }
     }
 
