@@ -168,12 +168,13 @@ impl HeaderSink for Vec<(String, String)> {
 #[cfg(feature = "http")]
 impl HeaderSink for http::HeaderMap {
     fn append(&mut self, name: &str, value: &str) {
-        // The formatter only produces valid names and visible-ASCII values.
+        // The formatter only produces valid names and visible-ASCII values; `try_append`
+        // because `append` panics on a map that has reached its maximum size.
         if let (Ok(n), Ok(v)) = (
             http::HeaderName::from_bytes(name.as_bytes()),
             http::HeaderValue::from_str(value),
         ) {
-            http::HeaderMap::append(self, n, v);
+            let _ = self.try_append(n, v);
         }
     }
 }
