@@ -151,6 +151,25 @@ impl Decision {
     }
 }
 
+/// The position of the quota closest to exhaustion among `(remaining, reset_after)`
+/// pairs: the least remaining; ties go to the longer reset, then to the first.
+pub(crate) fn closest_to_exhaustion(
+    quotas: impl IntoIterator<Item = (u64, Duration)>,
+) -> Option<usize> {
+    let rank = |(remaining, reset): (u64, Duration)| (remaining, std::cmp::Reverse(reset));
+    quotas
+        .into_iter()
+        .enumerate()
+        .reduce(|best, next| {
+            if rank(next.1) < rank(best.1) {
+                next
+            } else {
+                best
+            }
+        })
+        .map(|(i, _)| i)
+}
+
 impl Decision {
     fn key(&self) -> (bool, u64, u64, u64, u64, u64) {
         (

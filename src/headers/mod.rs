@@ -407,20 +407,7 @@ impl HeaderFormat {
 /// The index of the scope closest to exhaustion: least remaining, then longer reset,
 /// then first declared.
 pub fn closest(scopes: &[Snapshot<'_>]) -> Option<usize> {
-    let mut best: Option<usize> = None;
-    for (i, s) in scopes.iter().enumerate() {
-        let better = match best.and_then(|b| scopes.get(b)) {
-            None => true,
-            Some(b) => {
-                (s.remaining, std::cmp::Reverse(s.reset_after))
-                    < (b.remaining, std::cmp::Reverse(b.reset_after))
-            }
-        };
-        if better {
-            best = Some(i);
-        }
-    }
-    best
+    crate::decision::closest_to_exhaustion(scopes.iter().map(|s| (s.remaining, s.reset_after)))
 }
 
 /// Whole seconds, rounded up.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::decision::closest_to_exhaustion;
 use crate::{CheckError, Decision};
 
 /// How many scope reports a decision keeps without allocating.
@@ -159,16 +160,11 @@ impl<'p> PolicyDecision<'p> {
     /// The enforcing scope closest to exhaustion: least remaining, ties to the longer
     /// reset, then to the first declared. `None` if no enforcing scope applied.
     pub fn closest(&self) -> Option<ScopeReport<'p>> {
-        self.scopes().filter(|s| !s.shadow).reduce(|best, s| {
-            let (b, c) = (&best.decision, &s.decision);
-            if (c.remaining(), std::cmp::Reverse(c.reset_after()))
-                < (b.remaining(), std::cmp::Reverse(b.reset_after()))
-            {
-                s
-            } else {
-                best
-            }
-        })
+        let enforcing = || self.scopes().filter(|s| !s.shadow);
+        let i = closest_to_exhaustion(
+            enforcing().map(|s| (s.decision.remaining(), s.decision.reset_after())),
+        )?;
+        enforcing().nth(i)
     }
 }
 
