@@ -7,6 +7,8 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 
 use crate::algorithm::{Algorithm, StateCell};
+#[cfg(feature = "serde")]
+use crate::snapshot::{KeyCodec, LimiterSnapshot, SnapshotError, SnapshotKey};
 use crate::store::{OnFull, Store};
 use crate::{CheckError, Clock, Decision, Gcra, Nanos, Rate};
 
@@ -63,6 +65,36 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
     /// Keys dropped so far because they were idle.
     fn evictions(&self) -> u64 {
         0
+    }
+
+    /// The state of every key that is not idle at `now`; see [`crate::snapshot`]. The
+    /// default: [`SnapshotError::Unsupported`].
+    #[cfg(feature = "serde")]
+    fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError> {
+        let _ = now;
+        Err(SnapshotError::Unsupported {
+            what: "limiter".to_owned(),
+            reason: "it does not implement snapshots",
+        })
+    }
+
+    /// Checks that `snapshot` can be restored into this limiter, changing nothing. The
+    /// default: [`SnapshotError::Unsupported`].
+    #[cfg(feature = "serde")]
+    fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError> {
+        let _ = snapshot;
+        Err(SnapshotError::Unsupported {
+            what: "limiter".to_owned(),
+            reason: "it does not implement snapshots",
+        })
+    }
+
+    /// Restores `snapshot` at `now`; on error nothing has changed. The default:
+    /// [`SnapshotError::Unsupported`].
+    #[cfg(feature = "serde")]
+    fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError> {
+        let _ = now;
+        self.validate_snapshot(snapshot)
     }
 
     /// Checks and consumes `cost` now.
@@ -154,9 +186,11 @@ fn decide_then<A: Algorithm>(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct KeyedLimiter<K, A: Algorithm = Gcra> {
-    alg: A,
-    clock: Clock,
-    store: Store<K, A>,
+    pub(crate) alg: A,
+    pub(crate) clock: Clock,
+    pub(crate) store: Store<K, A>,
+    #[cfg(feature = "serde")]
+    pub(crate) codec: Option<KeyCodec<K>>,
 }
 
 /// Builds a [`KeyedLimiter`] with non-default clock, key cap or sharding.
@@ -185,6 +219,8 @@ pub struct KeyedBuilder<K, A> {
     max_keys: usize,
     on_full: OnFull,
     shards: usize,
+    #[cfg(feature = "serde")]
+    codec: Option<KeyCodec<K>>,
 }
 
 /// The default cap on tracked keys per keyed limiter.
@@ -215,12 +251,36 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedBuilder<K, A> {
         self
     }
 
+    /// Writes keys in [snapshots](crate::snapshot) through their [`SnapshotKey`]
+    /// implementation: needed for tuples and your own key types; integer, text, byte and
+    /// IP-address keys are recognised without it.
+    ///
+    /// ```
+    /// use ratewarden::{KeyedLimiter, Gcra};
+    ///
+    /// let limiter: KeyedLimiter<(u64, u64)> =
+    ///     KeyedLimiter::builder(Gcra::new("10/min".parse()?)).snapshot_keys().build();
+    /// limiter.check(&(1, 2), 1)?;
+    /// assert_eq!(limiter.snapshot()?.keys.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn snapshot_keys(mut self) -> Self
+    where
+        K: SnapshotKey,
+    {
+        self.codec = Some(KeyCodec::exact());
+        self
+    }
+
     /// The limiter.
     pub fn build(self) -> KeyedLimiter<K, A> {
         KeyedLimiter {
             alg: self.alg,
             clock: self.clock.unwrap_or_default(),
             store: Store::new(self.shards, self.max_keys, self.on_full),
+            #[cfg(feature = "serde")]
+            codec: self.codec.or_else(KeyCodec::guess),
         }
     }
 }
@@ -245,6 +305,8 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
             max_keys: DEFAULT_MAX_KEYS,
             on_full: OnFull::default(),
             shards: 64,
+            #[cfg(feature = "serde")]
+            codec: None,
         }
     }
 
@@ -414,6 +476,21 @@ where
     fn evictions(&self) -> u64 {
         KeyedLimiter::evictions(self)
     }
+
+    #[cfg(feature = "serde")]
+    fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError> {
+        KeyedLimiter::snapshot_at(self, now)
+    }
+
+    #[cfg(feature = "serde")]
+    fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError> {
+        KeyedLimiter::validate_snapshot(self, snapshot)
+    }
+
+    #[cfg(feature = "serde")]
+    fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError> {
+        KeyedLimiter::restore_at(self, snapshot, now)
+    }
 }
 
 impl<K, A: Algorithm> fmt::Debug for KeyedLimiter<K, A> {
@@ -435,9 +512,9 @@ impl<K, A: Algorithm> fmt::Debug for KeyedLimiter<K, A> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct UnkeyedLimiter<A: Algorithm = Gcra> {
-    alg: A,
-    clock: Clock,
-    cell: A::Cell,
+    pub(crate) alg: A,
+    pub(crate) clock: Clock,
+    pub(crate) cell: A::Cell,
 }
 
 impl<A: Algorithm> UnkeyedLimiter<A> {
@@ -535,6 +612,21 @@ impl<A: Algorithm> Limiter<()> for UnkeyedLimiter<A> {
             .cell
             .lock(|state| decide_then(alg, state, now, cost, then)))
     }
+
+    #[cfg(feature = "serde")]
+    fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError> {
+        UnkeyedLimiter::snapshot_at(self, now)
+    }
+
+    #[cfg(feature = "serde")]
+    fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError> {
+        UnkeyedLimiter::validate_snapshot(self, snapshot)
+    }
+
+    #[cfg(feature = "serde")]
+    fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError> {
+        UnkeyedLimiter::restore_at(self, snapshot, now)
+    }
 }
 
 impl<A: Algorithm> fmt::Debug for UnkeyedLimiter<A> {
@@ -587,5 +679,20 @@ impl<K: ?Sized, L: Limiter<K> + ?Sized> Limiter<K> for Box<L> {
 
     fn evictions(&self) -> u64 {
         (**self).evictions()
+    }
+
+    #[cfg(feature = "serde")]
+    fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError> {
+        (**self).snapshot_at(now)
+    }
+
+    #[cfg(feature = "serde")]
+    fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError> {
+        (**self).validate_snapshot(snapshot)
+    }
+
+    #[cfg(feature = "serde")]
+    fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError> {
+        (**self).restore_at(snapshot, now)
     }
 }

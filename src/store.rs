@@ -219,6 +219,43 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         self.try_count_key()
     }
 
+    /// Calls `f` on every tracked key and its cell, one shard at a time under its read
+    /// lock (a cold path: snapshots).
+    #[cfg(feature = "serde")]
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&K, &A::Cell)) {
+        for shard in self.shards.iter() {
+            let table = shard.table.read();
+            for entry in table.iter() {
+                f(&entry.key, &entry.cell);
+            }
+        }
+    }
+
+    /// How many more keys the cap allows.
+    #[cfg(feature = "serde")]
+    pub(crate) fn room(&self) -> usize {
+        self.max_keys.saturating_sub(self.len())
+    }
+
+    /// Runs `f` on `key`'s cell, inserting a fresh state for a new key; `false` when the
+    /// key is new and the store is at its cap (a cold path: restores).
+    #[cfg(feature = "serde")]
+    pub(crate) fn upsert(&self, alg: &A, key: K, f: impl FnOnce(&A::Cell)) -> bool {
+        let (hash, shard) = self.locate(&key);
+        let mut table = shard.table.write();
+        if let Some(entry) = table.find(hash, |e| e.key == key) {
+            f(&entry.cell);
+            return true;
+        }
+        if !self.try_count_key() {
+            return false;
+        }
+        let cell = A::Cell::new(alg.fresh());
+        f(&cell);
+        table.insert_unique(hash, Entry { key, cell }, |e| self.hasher.hash_one(&e.key));
+        true
+    }
+
     fn try_count_key(&self) -> bool {
         if self.len.fetch_add(1, Ordering::Relaxed) < self.max_keys {
             return true;

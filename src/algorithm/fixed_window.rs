@@ -16,6 +16,8 @@
 use parking_lot::Mutex;
 
 use super::Algorithm;
+#[cfg(feature = "serde")]
+use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate};
 
 /// Where windows start.
@@ -152,6 +154,43 @@ impl Algorithm for FixedWindow {
         // Not `current(…)`: for a time before the window's start that reports "no window",
         // yet the state still counts from `start` on.
         state.count == 0 || now >= state.start.saturating_add(self.rate.window_nanos())
+    }
+
+    #[cfg(feature = "serde")]
+    fn snapshot_kind(&self) -> Option<AlgorithmKind> {
+        Some(AlgorithmKind::FixedWindow {
+            anchor: self.anchor,
+        })
+    }
+
+    #[cfg(feature = "serde")]
+    fn export_state(&self, state: &FixedWindowState) -> Option<StateSnapshot> {
+        Some(StateSnapshot::FixedWindow(*state))
+    }
+
+    #[cfg(feature = "serde")]
+    fn recorded(&self, kind: &AlgorithmKind, rate: Rate) -> Result<Self, SnapshotError> {
+        match *kind {
+            AlgorithmKind::FixedWindow { anchor } => Ok(FixedWindow { rate, anchor }),
+            _ => Err(SnapshotError::AlgorithmMismatch {
+                expected: "fixed_window",
+                found: kind.name(),
+            }),
+        }
+    }
+
+    #[cfg(feature = "serde")]
+    fn import_state(&self, state: &StateSnapshot) -> Result<FixedWindowState, String> {
+        match *state {
+            // Per-request limits (plan tiers) may count above the rate, never above one
+            // unit per nanosecond of the window.
+            StateSnapshot::FixedWindow(s) if s.count <= self.rate.window_nanos() => Ok(s),
+            StateSnapshot::FixedWindow(s) => Err(format!(
+                "count {} is more than any limit of this window allows",
+                s.count
+            )),
+            _ => Err("not a fixed_window state".to_owned()),
+        }
     }
 }
 

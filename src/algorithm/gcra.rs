@@ -7,6 +7,8 @@
 //! `new − now ≤ b × T`, and then `tat := new`.
 
 use super::{Algorithm, AtomicCell};
+#[cfg(feature = "serde")]
+use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate, RateError, MAX_WINDOW};
 
 /// GCRA parameters.
@@ -138,6 +140,58 @@ impl Algorithm for Gcra {
 
     fn is_idle(&self, tat: &u64, now: Nanos) -> bool {
         *tat <= now
+    }
+
+    /// The backlog `tat − now` is what a key has used, in time at the old emission
+    /// interval; it is rescaled to the new one (rounded up), so the units used stay used:
+    /// 5 used of 10 per minute leaves 95 of 100 per minute. A key that used more than the
+    /// new burst is left empty, waiting one new interval, not in debt beyond it.
+    fn carry_over(&self, next: &Gcra, tat: &mut u64, now: Nanos) {
+        if (self.interval, self.tolerance) == (next.interval, next.tolerance) || *tat <= now {
+            return;
+        }
+        let backlog = u128::from(*tat - now) * u128::from(next.interval);
+        let backlog = backlog.div_ceil(u128::from(self.interval));
+        let backlog = u64::try_from(backlog).map_or(next.tolerance, |b| b.min(next.tolerance));
+        *tat = now + backlog;
+    }
+
+    #[cfg(feature = "serde")]
+    fn snapshot_kind(&self) -> Option<AlgorithmKind> {
+        Some(AlgorithmKind::Gcra { burst: self.burst })
+    }
+
+    #[cfg(feature = "serde")]
+    fn export_state(&self, tat: &u64) -> Option<StateSnapshot> {
+        Some(StateSnapshot::Gcra(*tat))
+    }
+
+    #[cfg(feature = "serde")]
+    fn recorded(&self, kind: &AlgorithmKind, rate: Rate) -> Result<Gcra, SnapshotError> {
+        match *kind {
+            AlgorithmKind::Gcra { burst } => {
+                Gcra::new(rate)
+                    .with_burst(burst)
+                    .map_err(|e| SnapshotError::Corrupted {
+                        what: "gcra parameters".to_owned(),
+                        reason: e.to_string(),
+                    })
+            }
+            _ => Err(SnapshotError::AlgorithmMismatch {
+                expected: "gcra",
+                found: kind.name(),
+            }),
+        }
+    }
+
+    #[cfg(feature = "serde")]
+    fn import_state(&self, state: &StateSnapshot) -> Result<u64, String> {
+        match *state {
+            // u64::MAX is `AtomicCell`'s lock marker, never a state.
+            StateSnapshot::Gcra(tat) if tat < u64::MAX => Ok(tat),
+            StateSnapshot::Gcra(_) => Err("arrival time out of range".to_owned()),
+            _ => Err("not a gcra state".to_owned()),
+        }
     }
 }
 

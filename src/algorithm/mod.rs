@@ -27,6 +27,8 @@ pub use gcra::Gcra;
 pub use sliding_log::{SlidingLog, SlidingLogState};
 pub use sliding_window::{SlidingWindow, SlidingWindowState};
 
+#[cfg(feature = "serde")]
+use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate};
 
 /// A rate-limiting algorithm: parameters plus pure functions over a per-key state.
@@ -70,4 +72,46 @@ pub trait Algorithm: Clone + Debug + Send + Sync + 'static {
     /// time. Stores ask about a moment in the past (a grace period ago), so this must
     /// hold for any `now`, including one before the state's own events.
     fn is_idle(&self, state: &Self::State, now: Nanos) -> bool;
+
+    /// Carries a key's state over from these parameters to `next` (a live limit change,
+    /// or a snapshot restored under another rate), so that what the key has used stays
+    /// used. The default keeps the state as it is, which suits states that count units
+    /// (fixed window, sliding log): a new count applies to what is already counted.
+    fn carry_over(&self, next: &Self, state: &mut Self::State, now: Nanos) {
+        let _ = (next, state, now);
+    }
+
+    /// The algorithm's kind and parameters for a snapshot; `None` (the default) for an
+    /// algorithm without a snapshot form.
+    #[cfg(feature = "serde")]
+    fn snapshot_kind(&self) -> Option<AlgorithmKind> {
+        None
+    }
+
+    /// A state in its snapshot form; `None` (the default) without a snapshot form.
+    #[cfg(feature = "serde")]
+    fn export_state(&self, state: &Self::State) -> Option<StateSnapshot> {
+        let _ = state;
+        None
+    }
+
+    /// The parameters a snapshot was taken with (`kind` and `rate`), as this algorithm
+    /// type: [`SnapshotError::AlgorithmMismatch`] for another kind of algorithm,
+    /// [`SnapshotError::Corrupted`] for parameters that cannot be.
+    #[cfg(feature = "serde")]
+    fn recorded(&self, kind: &AlgorithmKind, rate: Rate) -> Result<Self, SnapshotError> {
+        let _ = rate;
+        Err(SnapshotError::AlgorithmMismatch {
+            expected: "custom",
+            found: kind.name(),
+        })
+    }
+
+    /// A state from its snapshot form, checked against these parameters (the ones the
+    /// snapshot was taken with); `Err` says what breaks the algorithm's rules.
+    #[cfg(feature = "serde")]
+    fn import_state(&self, state: &StateSnapshot) -> Result<Self::State, String> {
+        let _ = state;
+        Err("this algorithm has no snapshot form".to_owned())
+    }
 }

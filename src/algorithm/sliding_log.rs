@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 use parking_lot::Mutex;
 
 use super::Algorithm;
+#[cfg(feature = "serde")]
+use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate};
 
 /// Sliding-log parameters.
@@ -71,6 +73,30 @@ impl SlidingLogState {
         self.entries
             .back()
             .map_or(0, |last| last.total - self.expired_total)
+    }
+
+    /// The rules every operation relies on: times and running totals strictly increase
+    /// (every entry holds at least one unit), and the log holds at most `most` units.
+    #[cfg(feature = "serde")]
+    fn validate(&self, most: u64) -> Result<(), String> {
+        if self.entries.is_empty() && self.expired_total != 0 {
+            return Err("an empty log with an expired total".to_owned());
+        }
+        let mut total = self.expired_total;
+        let mut last_at = None;
+        for e in &self.entries {
+            if e.total <= total || last_at.is_some_and(|at| e.at <= at) {
+                return Err("entries out of order".to_owned());
+            }
+            (total, last_at) = (e.total, Some(e.at));
+        }
+        if self.sum() > most {
+            return Err(format!(
+                "{} units logged, more than any limit of this window allows",
+                self.sum()
+            ));
+        }
+        Ok(())
     }
 
     fn prune(&mut self, now: Nanos, window: u64) {
@@ -188,6 +214,38 @@ impl Algorithm for SlidingLog {
             .entries
             .back()
             .is_none_or(|e| e.at.saturating_add(self.rate.window_nanos()) <= now)
+    }
+
+    #[cfg(feature = "serde")]
+    fn snapshot_kind(&self) -> Option<AlgorithmKind> {
+        Some(AlgorithmKind::SlidingLog)
+    }
+
+    #[cfg(feature = "serde")]
+    fn export_state(&self, state: &SlidingLogState) -> Option<StateSnapshot> {
+        Some(StateSnapshot::SlidingLog(state.clone()))
+    }
+
+    #[cfg(feature = "serde")]
+    fn recorded(&self, kind: &AlgorithmKind, rate: Rate) -> Result<Self, SnapshotError> {
+        match kind {
+            AlgorithmKind::SlidingLog => Ok(SlidingLog { rate }),
+            _ => Err(SnapshotError::AlgorithmMismatch {
+                expected: "sliding_log",
+                found: kind.name(),
+            }),
+        }
+    }
+
+    #[cfg(feature = "serde")]
+    fn import_state(&self, state: &StateSnapshot) -> Result<SlidingLogState, String> {
+        let StateSnapshot::SlidingLog(s) = state else {
+            return Err("not a sliding_log state".to_owned());
+        };
+        // Per-request limits (plan tiers) may log more than the rate's count, never more
+        // than one unit per nanosecond of the window.
+        s.validate(self.rate.window_nanos())?;
+        Ok(s.clone())
     }
 }
 

@@ -10,6 +10,8 @@
 use parking_lot::Mutex;
 
 use super::Algorithm;
+#[cfg(feature = "serde")]
+use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate};
 
 /// Sliding-window-counter parameters.
@@ -147,6 +149,70 @@ impl Algorithm for SlidingWindow {
     fn is_idle(&self, state: &SlidingWindowState, now: Nanos) -> bool {
         let s = self.rolled(state, now);
         s.prev == 0 && s.cur == 0
+    }
+
+    /// Counts stay as they are when only the count changes. A new window length has
+    /// another window grid, so the estimate in use now (rounded up) becomes the current
+    /// count of the new window that `now` falls in.
+    fn carry_over(&self, next: &SlidingWindow, state: &mut SlidingWindowState, now: Nanos) {
+        let w = self.rate.window_nanos();
+        if next.rate.window_nanos() == w {
+            return;
+        }
+        let s = self.rolled(state, now);
+        let e = (now.max(s.start) - s.start).min(w - 1);
+        let used = u128::from(s.prev) * u128::from(w - e) + u128::from(s.cur) * u128::from(w);
+        let used = u64::try_from(used.div_ceil(u128::from(w))).unwrap_or(u64::MAX);
+        let next_w = next.rate.window_nanos();
+        *state = SlidingWindowState {
+            start: now - now % next_w,
+            prev: 0,
+            cur: used,
+        };
+    }
+
+    #[cfg(feature = "serde")]
+    fn snapshot_kind(&self) -> Option<AlgorithmKind> {
+        Some(AlgorithmKind::SlidingWindow)
+    }
+
+    #[cfg(feature = "serde")]
+    fn export_state(&self, state: &SlidingWindowState) -> Option<StateSnapshot> {
+        Some(StateSnapshot::SlidingWindow(*state))
+    }
+
+    #[cfg(feature = "serde")]
+    fn recorded(&self, kind: &AlgorithmKind, rate: Rate) -> Result<Self, SnapshotError> {
+        match kind {
+            AlgorithmKind::SlidingWindow => Ok(SlidingWindow { rate }),
+            _ => Err(SnapshotError::AlgorithmMismatch {
+                expected: "sliding_window",
+                found: kind.name(),
+            }),
+        }
+    }
+
+    #[cfg(feature = "serde")]
+    fn import_state(&self, state: &StateSnapshot) -> Result<SlidingWindowState, String> {
+        let StateSnapshot::SlidingWindow(s) = *state else {
+            return Err("not a sliding_window state".to_owned());
+        };
+        // Per-request limits (plan tiers) may count above the rate, never above one unit
+        // per nanosecond of the window.
+        let most = self.rate.window_nanos();
+        if s.prev > most || s.cur > most {
+            return Err(format!(
+                "counts {}/{} are more than any limit of this window allows",
+                s.prev, s.cur
+            ));
+        }
+        if s.start % self.rate.window_nanos() != 0 {
+            return Err(format!(
+                "window start {} is not on the window grid",
+                s.start
+            ));
+        }
+        Ok(s)
     }
 }
 

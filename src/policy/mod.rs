@@ -19,6 +19,8 @@
 
 mod decision;
 mod scope;
+#[cfg(feature = "serde")]
+mod snapshot;
 mod stats;
 
 use std::fmt;

@@ -7,6 +7,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::algorithm::Algorithm;
+#[cfg(feature = "serde")]
+use crate::snapshot::{LimiterSnapshot, SnapshotError};
 use crate::{CheckError, Decision, KeyedLimiter, Limiter, Nanos, Rate, UnkeyedLimiter};
 
 /// What a policy needs from a scope, with the limiter and key types erased.
@@ -24,6 +26,12 @@ pub(crate) trait Run<Req>: Send + Sync {
     fn rate(&self) -> Rate;
     fn tracked_keys(&self) -> usize;
     fn evictions(&self) -> u64;
+    #[cfg(feature = "serde")]
+    fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError>;
+    #[cfg(feature = "serde")]
+    fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError>;
+    #[cfg(feature = "serde")]
+    fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError>;
 }
 
 /// Per-request limit: the count for this request (the window stays the scope's).
@@ -186,6 +194,21 @@ where
     fn evictions(&self) -> u64 {
         self.limiter.evictions()
     }
+
+    #[cfg(feature = "serde")]
+    fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError> {
+        self.limiter.snapshot_at(now)
+    }
+
+    #[cfg(feature = "serde")]
+    fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError> {
+        self.limiter.validate_snapshot(snapshot)
+    }
+
+    #[cfg(feature = "serde")]
+    fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError> {
+        self.limiter.restore_at(snapshot, now)
+    }
 }
 
 struct ByRef<K, Q: ?Sized, A: Algorithm, F> {
@@ -230,5 +253,20 @@ where
 
     fn evictions(&self) -> u64 {
         self.limiter.evictions()
+    }
+
+    #[cfg(feature = "serde")]
+    fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError> {
+        self.limiter.snapshot_at(now)
+    }
+
+    #[cfg(feature = "serde")]
+    fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError> {
+        self.limiter.validate_snapshot(snapshot)
+    }
+
+    #[cfg(feature = "serde")]
+    fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError> {
+        self.limiter.restore_at(snapshot, now)
     }
 }

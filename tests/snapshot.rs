@@ -1,0 +1,624 @@
+//! Snapshots as a user sees them: random traffic, a snapshot through JSON, a restore into
+//! a new instance, and the same traffic against both must give the same decisions;
+//! damaged snapshots fail cleanly and change nothing; a changed policy keeps what still
+//! exists and reports the rest.
+#![cfg(feature = "serde")]
+
+use proptest::prelude::*;
+use ratewarden::algorithm::Algorithm;
+use ratewarden::snapshot::{
+    DropReason, Key, LimiterSnapshot, PolicySnapshot, SnapshotError, SNAPSHOT_VERSION,
+};
+use ratewarden::{
+    Anchor, Clock, Decision, FixedWindow, Gcra, KeyedLimiter, Nanos, Policy, Rate, Scope,
+    SlidingLog, SlidingWindow, UnkeyedLimiter,
+};
+
+const MS: u64 = 1_000_000;
+
+/// Every observable field of a decision.
+fn seen(d: &Decision) -> (bool, u64, u64, u64, u64, u64) {
+    (
+        d.is_allowed(),
+        d.limit(),
+        d.remaining(),
+        d.window_nanos(),
+        d.reset_after_nanos(),
+        d.retry_after_nanos(),
+    )
+}
+
+/// One step of traffic: advance by `gap` ms, then check `cost` for `key` (or refund it).
+#[derive(Debug, Clone, Copy)]
+struct Op {
+    gap: u64,
+    key: u64,
+    cost: u64,
+    refund: bool,
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(
+        (0..400u64, 0..6u64, 0..4u64, prop::bool::weighted(0.1)).prop_map(
+            |(gap, key, cost, refund)| Op {
+                gap,
+                key,
+                cost,
+                refund,
+            },
+        ),
+        1..120,
+    )
+}
+
+fn run_keyed<A: Algorithm>(l: &KeyedLimiter<u64, A>, ops: &[Op], now: &mut Nanos) -> Vec<String> {
+    ops.iter()
+        .map(|op| {
+            *now += op.gap * MS;
+            if op.refund {
+                l.refund_at(&op.key, op.cost, *now);
+                return "refund".to_owned();
+            }
+            format!("{:?}", l.check_at(&op.key, op.cost, *now).map(|d| seen(&d)))
+        })
+        .collect()
+}
+
+/// Traffic, a snapshot through JSON into a new limiter, then the rest of the traffic
+/// against the original and the restored one.
+fn keyed_round_trip<A: Algorithm>(alg: A, before: &[Op], after: &[Op]) {
+    let (clock, _mock) = Clock::mock();
+    let original: KeyedLimiter<u64, A> = KeyedLimiter::with_clock(alg.clone(), clock.clone());
+    let start = 1_000_000 * MS;
+    let mut now = start;
+    run_keyed(&original, before, &mut now);
+    let json = serde_json::to_string(&original.snapshot_at(now).unwrap()).unwrap();
+    let snapshot: LimiterSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(snapshot.version, SNAPSHOT_VERSION);
+    let restored: KeyedLimiter<u64, A> = KeyedLimiter::with_clock(alg, clock);
+    restored.restore_at(&snapshot, now).unwrap();
+    let mut now_b = now;
+    let a = run_keyed(&original, after, &mut now);
+    let b = run_keyed(&restored, after, &mut now_b);
+    assert_eq!(a, b);
+}
+
+fn rate() -> Rate {
+    Rate::new(5, std::time::Duration::from_secs(1)).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn keyed_gcra_round_trip(before in ops(), after in ops()) {
+        keyed_round_trip(Gcra::new(rate()).with_burst(3).unwrap(), &before, &after);
+    }
+
+    #[test]
+    fn keyed_fixed_window_round_trip(before in ops(), after in ops(), first in any::<bool>()) {
+        let anchor = if first { Anchor::FirstRequest } else { Anchor::Clock };
+        keyed_round_trip(FixedWindow::new(rate()).anchored(anchor), &before, &after);
+    }
+
+    #[test]
+    fn keyed_sliding_window_round_trip(before in ops(), after in ops()) {
+        keyed_round_trip(SlidingWindow::new(rate()), &before, &after);
+    }
+
+    #[test]
+    fn keyed_sliding_log_round_trip(before in ops(), after in ops()) {
+        keyed_round_trip(SlidingLog::new(rate()), &before, &after);
+    }
+
+    #[test]
+    fn policy_round_trip(before in ops(), after in ops()) {
+        let build = |clock: Clock| {
+            Policy::builder()
+                .clock(clock)
+                .scope(Scope::keyed("burst", Gcra::new(rate()), |r: &(u64, bool)| Some(r.0)))
+                .scope(
+                    Scope::keyed("minute", SlidingLog::new("20/min".parse().unwrap()), |r: &(u64, bool)| {
+                        Some(r.0 % 3)
+                    })
+                    .limit_by(|r: &(u64, bool)| r.1.then_some(30)),
+                )
+                .scope(Scope::keyed_by_ref("name", SlidingWindow::new("8/2s".parse().unwrap()), |_: &(u64, bool)| Some("all")))
+                .scope(Scope::unkeyed("global", FixedWindow::new("40/10s".parse().unwrap())))
+                .build()
+        };
+        let run = |p: &Policy<(u64, bool)>, ops: &[Op], now: &mut Nanos| -> Vec<String> {
+            ops.iter().map(|op| {
+                *now += op.gap * MS;
+                let req = (op.key, op.key % 2 == 0);
+                if op.refund {
+                    p.refund_at(&req, op.cost, *now);
+                    return "refund".to_owned();
+                }
+                match p.check_at(&req, op.cost, *now) {
+                    Ok(d) => format!("{} {:?}", d.is_allowed(), d.scopes().map(|s| (s.name, seen(&s.decision))).collect::<Vec<_>>()),
+                    Err(e) => format!("{e}"),
+                }
+            }).collect()
+        };
+        let (clock, _mock) = Clock::mock();
+        let original = build(clock.clone());
+        let mut now = 50_000 * MS;
+        run(&original, &before, &mut now);
+        let json = serde_json::to_string_pretty(&original.snapshot_at(now).unwrap()).unwrap();
+        let restored = build(clock);
+        let report = restored.restore_at(&serde_json::from_str(&json).unwrap(), now).unwrap();
+        prop_assert!(report.is_complete(), "{:?}", report);
+        prop_assert_eq!(report.restored.len(), 4);
+        let mut now_b = now;
+        prop_assert_eq!(run(&original, &after, &mut now), run(&restored, &after, &mut now_b));
+    }
+}
+
+#[test]
+fn unkeyed_round_trip_and_idle_limiters_write_no_state() {
+    let (clock, mock) = Clock::mock();
+    let a = UnkeyedLimiter::with_clock(SlidingLog::new(rate()), clock.clone());
+    assert!(a.snapshot().unwrap().keys.is_empty());
+    a.check(2).unwrap();
+    mock.increment(std::time::Duration::from_millis(300));
+    a.check(2).unwrap();
+    let snapshot = a.snapshot().unwrap();
+    assert_eq!(snapshot.keys.len(), 1);
+    assert_eq!(snapshot.keys[0].key, Key::Unit);
+    let b = UnkeyedLimiter::with_clock(SlidingLog::new(rate()), clock);
+    b.restore(&serde_json::from_str(&serde_json::to_string(&snapshot).unwrap()).unwrap())
+        .unwrap();
+    for _ in 0..8 {
+        mock.increment(std::time::Duration::from_millis(150));
+        assert_eq!(seen(&a.check(1).unwrap()), seen(&b.check(1).unwrap()));
+    }
+}
+
+/// A keyed GCRA limiter with traffic on a few keys, and its snapshot as JSON.
+fn gcra_fixture(clock: &Clock) -> (KeyedLimiter<String>, serde_json::Value) {
+    let limiter: KeyedLimiter<String> = KeyedLimiter::with_clock(Gcra::new(rate()), clock.clone());
+    for (key, cost) in [("a", 2), ("b", 5), ("c", 1)] {
+        limiter.check(key, cost).unwrap();
+    }
+    let value = serde_json::to_value(limiter.snapshot().unwrap()).unwrap();
+    (limiter, value)
+}
+
+/// A target with state of its own, to see that failed restores leave it alone.
+fn busy_target(clock: &Clock) -> KeyedLimiter<String> {
+    let target: KeyedLimiter<String> = KeyedLimiter::with_clock(Gcra::new(rate()), clock.clone());
+    target.check("a", 4).unwrap();
+    target.check("z", 1).unwrap();
+    target
+}
+
+fn state_of(l: &KeyedLimiter<String>) -> Vec<(Key, String)> {
+    let mut keys: Vec<_> = l
+        .snapshot()
+        .unwrap()
+        .keys
+        .into_iter()
+        .map(|k| (k.key, format!("{:?}", k.state)))
+        .collect();
+    keys.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
+    keys
+}
+
+#[test]
+fn damaged_snapshots_are_typed_errors_and_change_nothing() {
+    let (clock, _mock) = Clock::mock();
+    let (_, good) = gcra_fixture(&clock);
+    let target = busy_target(&clock);
+    let before = state_of(&target);
+
+    type Expect = fn(&SnapshotError) -> bool;
+    let damaged: Vec<(&str, serde_json::Value, Expect)> = vec![
+        (
+            "future version",
+            {
+                let mut v = good.clone();
+                v["version"] = (SNAPSHOT_VERSION + 1).into();
+                v
+            },
+            |e| matches!(e, SnapshotError::UnsupportedVersion { found, .. } if *found == SNAPSHOT_VERSION + 1),
+        ),
+        (
+            "lock marker as a state",
+            {
+                let mut v = good.clone();
+                v["keys"][1]["state"] = serde_json::json!({ "gcra": u64::MAX });
+                v
+            },
+            |e| matches!(e, SnapshotError::Corrupted { .. }),
+        ),
+        (
+            "another algorithm's state",
+            {
+                let mut v = good.clone();
+                v["keys"][2]["state"] =
+                    serde_json::json!({ "fixed_window": { "start": 0, "count": 1 } });
+                v
+            },
+            |e| matches!(e, SnapshotError::Corrupted { .. }),
+        ),
+        (
+            "a key twice",
+            {
+                let mut v = good.clone();
+                let first = v["keys"][0].clone();
+                v["keys"].as_array_mut().unwrap().push(first);
+                v
+            },
+            |e| matches!(e, SnapshotError::Corrupted { .. }),
+        ),
+        (
+            "a key of another type",
+            {
+                let mut v = good.clone();
+                v["keys"][2]["key"] = serde_json::json!({ "u64": 3 });
+                v
+            },
+            |e| matches!(e, SnapshotError::KeyMismatch { .. }),
+        ),
+        (
+            "another algorithm",
+            {
+                let mut v = good.clone();
+                v["algorithm"] = serde_json::json!({ "kind": "sliding_log" });
+                v
+            },
+            |e| {
+                matches!(
+                    e,
+                    SnapshotError::AlgorithmMismatch {
+                        expected: "gcra",
+                        found: "sliding_log"
+                    }
+                )
+            },
+        ),
+        (
+            "an impossible burst",
+            {
+                let mut v = good.clone();
+                v["algorithm"] = serde_json::json!({ "kind": "gcra", "burst": 0 });
+                v
+            },
+            |e| matches!(e, SnapshotError::Corrupted { .. }),
+        ),
+    ];
+    for (what, value, expected) in damaged {
+        let snapshot: LimiterSnapshot = serde_json::from_value(value).expect(what);
+        let error = target.restore(&snapshot).expect_err(what);
+        assert!(expected(&error), "{what}: {error:?}");
+        assert!(target.validate_snapshot(&snapshot).is_err(), "{what}");
+        assert_eq!(state_of(&target), before, "{what}");
+    }
+
+    // Values that are no snapshot at all fail to deserialise.
+    for (what, value) in [
+        ("a bad rate", {
+            let mut v = good.clone();
+            v["rate"] = "0/min".into();
+            v
+        }),
+        ("an unknown field", {
+            let mut v = good.clone();
+            v["extra"] = 1.into();
+            v
+        }),
+        ("a missing field", {
+            let mut v = good.clone();
+            v.as_object_mut().unwrap().remove("keys");
+            v
+        }),
+        ("a negative time", {
+            let mut v = good.clone();
+            v["keys"][0]["state"]["gcra"] = (-1).into();
+            v
+        }),
+    ] {
+        assert!(
+            serde_json::from_value::<LimiterSnapshot>(value).is_err(),
+            "{what}"
+        );
+    }
+
+    // A good snapshot restores: the target's own keys stay, the snapshot's are set.
+    let snapshot: LimiterSnapshot = serde_json::from_value(good).unwrap();
+    target.restore(&snapshot).unwrap();
+    assert_eq!(target.peek("a", 0).unwrap().remaining(), 3);
+    assert_eq!(target.peek("b", 0).unwrap().remaining(), 0);
+    assert_eq!(target.peek("z", 0).unwrap().remaining(), 4);
+}
+
+#[test]
+fn every_truncation_of_a_snapshot_fails_to_load() {
+    let (clock, _mock) = Clock::mock();
+    let (_, good) = gcra_fixture(&clock);
+    let text = serde_json::to_string(&good).unwrap();
+    for end in 0..text.len() {
+        assert!(
+            serde_json::from_str::<LimiterSnapshot>(&text[..end]).is_err(),
+            "{}",
+            &text[..end]
+        );
+    }
+}
+
+#[test]
+fn sliding_log_invariants_are_checked() {
+    let (clock, _mock) = Clock::mock();
+    let limiter: KeyedLimiter<u64, SlidingLog> =
+        KeyedLimiter::with_clock(SlidingLog::new(rate()), clock.clone());
+    limiter.check_at(&1, 2, 10 * MS).unwrap();
+    limiter.check_at(&1, 1, 20 * MS).unwrap();
+    let good = serde_json::to_value(limiter.snapshot_at(30 * MS).unwrap()).unwrap();
+    let state = &good["keys"][0]["state"]["sliding_log"];
+    assert_eq!(state["entries"].as_array().unwrap().len(), 2, "{good}");
+    let mutations: Vec<fn(&mut serde_json::Value)> = vec![
+        // times out of order
+        |s| s["entries"][1]["at"] = 0.into(),
+        // running totals out of order
+        |s| s["entries"][1]["total"] = 1.into(),
+        // more than the window can hold logged
+        |s| s["entries"][1]["total"] = 2_000_000_000u64.into(),
+        // an expired total above the first entry's
+        |s| s["expired_total"] = 5.into(),
+    ];
+    let target: KeyedLimiter<u64, SlidingLog> =
+        KeyedLimiter::with_clock(SlidingLog::new(rate()), clock);
+    for mutate in mutations {
+        let mut value = good.clone();
+        mutate(&mut value["keys"][0]["state"]["sliding_log"]);
+        let snapshot: LimiterSnapshot = serde_json::from_value(value).unwrap();
+        assert!(matches!(
+            target.restore_at(&snapshot, 30 * MS),
+            Err(SnapshotError::Corrupted { .. })
+        ));
+        assert!(target.is_empty());
+    }
+    target
+        .restore_at(&serde_json::from_value(good).unwrap(), 30 * MS)
+        .unwrap();
+    assert_eq!(target.peek_at(&1, 0, 30 * MS).unwrap().remaining(), 2);
+}
+
+#[test]
+fn tuple_and_custom_keys_opt_in() {
+    let (clock, _mock) = Clock::mock();
+    let plain: KeyedLimiter<(u64, u64)> =
+        KeyedLimiter::with_clock(Gcra::new(rate()), clock.clone());
+    plain.check(&(1, 2), 1).unwrap();
+    assert!(matches!(
+        plain.snapshot(),
+        Err(SnapshotError::Unsupported { .. })
+    ));
+    let opted: KeyedLimiter<(u64, u64)> = KeyedLimiter::builder(Gcra::new(rate()))
+        .clock(clock.clone())
+        .snapshot_keys()
+        .build();
+    opted.check(&(1, 2), 3).unwrap();
+    let snapshot = opted.snapshot().unwrap();
+    assert_eq!(
+        snapshot.keys[0].key,
+        Key::Tuple(vec![Key::U64(1), Key::U64(2)])
+    );
+
+    // In a policy: a scope over a limiter built with `snapshot_keys`.
+    let policy = Policy::builder()
+        .clock(clock.clone())
+        .scope(Scope::with_limiter(
+            "pair",
+            KeyedLimiter::builder(Gcra::new(rate()))
+                .snapshot_keys()
+                .build(),
+            |r: &(u64, u64)| Some(*r),
+        ))
+        .build();
+    policy.check(&(1, 2), 2).unwrap();
+    let taken = policy.snapshot().unwrap();
+    assert_eq!(taken.scopes[0].limiter.keys.len(), 1);
+
+    // A policy whose tuple-keyed scope did not opt in names it.
+    let policy = Policy::builder()
+        .clock(clock)
+        .scope(Scope::keyed("pair", Gcra::new(rate()), |r: &(u64, u64)| {
+            Some(*r)
+        }))
+        .build();
+    match policy.snapshot() {
+        Err(SnapshotError::Unsupported { what, .. }) => assert!(what.contains("pair"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn too_many_keys_for_the_target_changes_nothing() {
+    let (clock, _mock) = Clock::mock();
+    let (_, good) = gcra_fixture(&clock);
+    let small: KeyedLimiter<String> = KeyedLimiter::builder(Gcra::new(rate()))
+        .clock(clock)
+        .max_keys(2)
+        .build();
+    let snapshot: LimiterSnapshot = serde_json::from_value(good).unwrap();
+    assert!(matches!(
+        small.restore(&snapshot),
+        Err(SnapshotError::TooManyKeys {
+            keys: 3,
+            room: 2,
+            ..
+        })
+    ));
+    assert!(small.is_empty());
+}
+
+#[derive(Clone, Copy)]
+struct Req {
+    user: u64,
+    org: u64,
+}
+
+fn v1(clock: &Clock) -> Policy<Req> {
+    Policy::builder()
+        .clock(clock.clone())
+        .scope(Scope::keyed(
+            "user",
+            Gcra::new("10/min".parse().unwrap()),
+            |r: &Req| Some(r.user),
+        ))
+        .scope(Scope::keyed(
+            "org",
+            FixedWindow::new("100/hour".parse().unwrap()),
+            |r: &Req| Some(r.org),
+        ))
+        .scope(Scope::keyed(
+            "org_burst",
+            SlidingLog::new("20/min".parse().unwrap()),
+            |r: &Req| Some(r.org),
+        ))
+        .scope(Scope::keyed(
+            "retired",
+            SlidingWindow::new("50/min".parse().unwrap()),
+            |r: &Req| Some(r.org),
+        ))
+        .scope(Scope::keyed(
+            "renamed_key",
+            FixedWindow::new("5/min".parse().unwrap()),
+            |r: &Req| Some(r.org),
+        ))
+        .build()
+}
+
+#[test]
+fn a_changed_policy_keeps_the_scopes_that_still_exist() {
+    let (clock, _mock) = Clock::mock();
+    let old = v1(&clock);
+    for _ in 0..4 {
+        old.check(&Req { user: 1, org: 9 }, 1).unwrap();
+    }
+    let saved = serde_json::to_string(&old.snapshot().unwrap()).unwrap();
+    let snapshot: PolicySnapshot = serde_json::from_str(&saved).unwrap();
+
+    let new = Policy::builder()
+        .clock(clock.clone())
+        // same name, same algorithm, a larger rate: carried over
+        .scope(Scope::keyed(
+            "user",
+            Gcra::new("100/min".parse().unwrap()),
+            |r: &Req| Some(r.user),
+        ))
+        // same
+        .scope(Scope::keyed(
+            "org",
+            FixedWindow::new("100/hour".parse().unwrap()),
+            |r: &Req| Some(r.org),
+        ))
+        // another algorithm now
+        .scope(Scope::keyed(
+            "org_burst",
+            Gcra::new("20/min".parse().unwrap()),
+            |r: &Req| Some(r.org),
+        ))
+        // another key type now
+        .scope(Scope::keyed(
+            "renamed_key",
+            FixedWindow::new("5/min".parse().unwrap()),
+            |r: &Req| Some(format!("org-{}", r.org)),
+        ))
+        // new
+        .scope(Scope::keyed(
+            "daily",
+            FixedWindow::new("1000/day".parse().unwrap()),
+            |r: &Req| Some(r.org),
+        ))
+        .build();
+    let report = new.restore(&snapshot).unwrap();
+    assert_eq!(report.restored, ["user", "org"]);
+    let dropped: Vec<_> = report
+        .dropped
+        .iter()
+        .map(|d| (d.name.as_str(), d.reason))
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            ("org_burst", DropReason::AlgorithmChanged),
+            ("retired", DropReason::NoSuchScope),
+            ("renamed_key", DropReason::KeyTypeChanged),
+        ]
+    );
+    assert_eq!(report.missing, ["daily"]);
+    assert!(!report.is_complete());
+
+    let d = new.peek(&Req { user: 1, org: 9 }, 1).unwrap();
+    let remaining = |name| d.scope(name).unwrap().decision.remaining();
+    // 4 used stay used under the new rate
+    assert_eq!(remaining("user"), 95);
+    assert_eq!(remaining("org"), 95);
+    assert_eq!(remaining("org_burst"), 19);
+    assert_eq!(remaining("renamed_key"), 4);
+    assert_eq!(remaining("daily"), 999);
+}
+
+#[test]
+fn a_corrupted_scope_fails_the_whole_restore() {
+    let (clock, _mock) = Clock::mock();
+    let old = v1(&clock);
+    old.check(&Req { user: 1, org: 9 }, 3).unwrap();
+    let mut value = serde_json::to_value(old.snapshot().unwrap()).unwrap();
+    // the fixed-window scope (second) claims more than its window can hold
+    value["scopes"][1]["limiter"]["keys"][0]["state"]["fixed_window"]["count"] =
+        10_000_000_000_000u64.into();
+    let snapshot: PolicySnapshot = serde_json::from_value(value.clone()).unwrap();
+    let target = v1(&clock);
+    target.check(&Req { user: 1, org: 9 }, 1).unwrap();
+    let before = serde_json::to_value(target.snapshot().unwrap()).unwrap();
+    match target.restore(&snapshot) {
+        Err(SnapshotError::Corrupted { what, .. }) => assert!(what.contains("org"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    // the valid first scope was not applied either
+    assert_eq!(
+        serde_json::to_value(target.snapshot().unwrap()).unwrap(),
+        before
+    );
+
+    value["version"] = 0.into();
+    let snapshot: PolicySnapshot = serde_json::from_value(value.clone()).unwrap();
+    assert!(matches!(
+        target.restore(&snapshot),
+        Err(SnapshotError::UnsupportedVersion { found: 0, .. })
+    ));
+    value["version"] = SNAPSHOT_VERSION.into();
+    let first = value["scopes"][0].clone();
+    value["scopes"].as_array_mut().unwrap().push(first);
+    let snapshot: PolicySnapshot = serde_json::from_value(value).unwrap();
+    assert!(matches!(
+        target.restore(&snapshot),
+        Err(SnapshotError::Corrupted { .. })
+    ));
+    assert_eq!(
+        serde_json::to_value(target.snapshot().unwrap()).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn a_snapshot_restored_under_a_real_clock_keeps_its_meaning() {
+    // Times are Unix-epoch nanoseconds: a state written by one process and read by
+    // another one on the real clock still counts what was used.
+    let writer: KeyedLimiter<u64, FixedWindow> =
+        KeyedLimiter::new(FixedWindow::new("10/hour".parse().unwrap()));
+    writer.check(&1, 7).unwrap();
+    let text = serde_json::to_string(&writer.snapshot().unwrap()).unwrap();
+    let reader: KeyedLimiter<u64, FixedWindow> =
+        KeyedLimiter::new(FixedWindow::new("10/hour".parse().unwrap()));
+    reader
+        .restore(&serde_json::from_str(&text).unwrap())
+        .unwrap();
+    // Unless the hour turned in between, 3 are left; either way never more than fresh.
+    let left = reader.peek(&1, 0).unwrap().remaining();
+    assert!(left == 3 || left == 10, "{left}");
+}
