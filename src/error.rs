@@ -82,3 +82,26 @@ pub enum CheckError {
         count: u64,
     },
 }
+
+/// Why a limit could not be changed at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitChangeError {
+    /// The policy has no scope of that name.
+    #[error("the policy has no scope named {scope:?}")]
+    UnknownScope {
+        /// The name that was asked for.
+        scope: String,
+    },
+    /// The limiter cannot change its limit while running (a [`Limiter`](crate::Limiter)
+    /// implementation that does not override
+    /// [`set_rate_at`](crate::Limiter::set_rate_at)).
+    #[error("this limiter does not support live limit changes")]
+    Unsupported,
+    /// A policy scope's limiter cannot change its limit while running.
+    #[error("scope {scope:?} does not support live limit changes")]
+    ScopeUnsupported {
+        /// The scope.
+        scope: String,
+    },
+}

@@ -101,7 +101,7 @@ pub use client_addr::{ClientAddr, IpNet, NetParseError, TrustedProxies, DEFAULT_
 pub use clock::{to_system_time, Clock, Nanos};
 pub use concurrency::{ConcurrencyError, ConcurrencyLimiter, Permit, Ticket};
 pub use decision::Decision;
-pub use error::{CheckError, RateError};
+pub use error::{CheckError, LimitChangeError, RateError};
 pub use limiter::{KeyedBuilder, KeyedLimiter, Limiter, UnkeyedLimiter, DEFAULT_MAX_KEYS};
 pub use policy::{
     Admitted, Policy, PolicyBuilder, PolicyDecision, PolicyError, PolicyStats, Scope, ScopeReport,

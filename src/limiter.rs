@@ -6,11 +6,13 @@ use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
 
+use parking_lot::RwLock;
+
 use crate::algorithm::{Algorithm, StateCell};
 #[cfg(feature = "serde")]
 use crate::snapshot::{KeyCodec, LimiterSnapshot, SnapshotError, SnapshotKey};
 use crate::store::{OnFull, Store};
-use crate::{CheckError, Clock, Decision, Gcra, Nanos, Rate};
+use crate::{CheckError, Clock, Decision, Gcra, LimitChangeError, Nanos, Rate};
 
 /// A rate limiter over keys of type `K` (`()` for an unkeyed limiter).
 ///
@@ -30,6 +32,14 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
 
     /// The rate enforced (before any per-request override).
     fn rate(&self) -> Rate;
+
+    /// Replaces the rate at `now`, keeping every key's state (what a key used stays
+    /// used), safely while other threads check; see [`KeyedLimiter::set_rate`]. The
+    /// default: [`LimitChangeError::Unsupported`].
+    fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError> {
+        let _ = (rate, now);
+        Err(LimitChangeError::Unsupported)
+    }
 
     /// Checks and, if allowed, consumes `cost` at `now`.
     fn check_at(&self, key: &K, cost: u64, now: Nanos) -> Result<Decision, CheckError>;
@@ -186,7 +196,9 @@ fn decide_then<A: Algorithm>(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct KeyedLimiter<K, A: Algorithm = Gcra> {
-    pub(crate) alg: A,
+    /// The parameters set last (the store's shards hold the copies checks read); the
+    /// write lock serialises limit changes.
+    pub(crate) alg: RwLock<A>,
     pub(crate) clock: Clock,
     pub(crate) store: Store<K, A>,
     #[cfg(feature = "serde")]
@@ -276,9 +288,9 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedBuilder<K, A> {
     /// The limiter.
     pub fn build(self) -> KeyedLimiter<K, A> {
         KeyedLimiter {
-            alg: self.alg,
+            store: Store::new(&self.alg, self.shards, self.max_keys, self.on_full),
+            alg: RwLock::new(self.alg),
             clock: self.clock.unwrap_or_default(),
-            store: Store::new(self.shards, self.max_keys, self.on_full),
             #[cfg(feature = "serde")]
             codec: self.codec.or_else(KeyCodec::guess),
         }
@@ -310,9 +322,58 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         }
     }
 
-    /// The algorithm and its parameters.
-    pub fn algorithm(&self) -> &A {
-        &self.alg
+    /// The algorithm and its parameters (the ones set last, see
+    /// [`set_algorithm`](Self::set_algorithm)).
+    pub fn algorithm(&self) -> A {
+        self.alg.read().clone()
+    }
+
+    /// The rate enforced (the one set last).
+    pub fn rate(&self) -> Rate {
+        self.alg.read().rate()
+    }
+
+    /// Replaces the rate at run time, keeping every key's state: what a key has used
+    /// stays used (a customer upgraded from 10 to 100 per hour who used 8 has 92 left),
+    /// carried over by [`Algorithm::carry_over`]. Safe while other threads check: each
+    /// check runs entirely under the old limit or entirely under the new one. For GCRA
+    /// the burst becomes the new rate's count; use [`set_algorithm`](Self::set_algorithm)
+    /// to set another.
+    ///
+    /// ```
+    /// use ratewarden::{Clock, FixedWindow, KeyedLimiter};
+    ///
+    /// let (clock, _mock) = Clock::mock();
+    /// let limiter: KeyedLimiter<String, FixedWindow> =
+    ///     KeyedLimiter::with_clock(FixedWindow::new("10/hour".parse()?), clock);
+    /// limiter.check("acme", 8)?;
+    /// limiter.set_rate("100/hour".parse()?); // upgraded mid-window
+    /// assert_eq!(limiter.check("acme", 1)?.remaining(), 91);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_rate(&self, rate: Rate) {
+        self.set_rate_at(rate, self.clock.now())
+    }
+
+    /// [`set_rate`](Self::set_rate) at an explicit time (states are carried over as of `now`).
+    pub fn set_rate_at(&self, rate: Rate, now: Nanos) {
+        let mut alg = self.alg.write();
+        let next = alg.with_rate(rate);
+        self.store.set_algorithm(&next, now);
+        *alg = next;
+    }
+
+    /// Replaces the algorithm's parameters at run time (e.g. a GCRA burst), keeping every
+    /// key's state as [`set_rate`](Self::set_rate) does.
+    pub fn set_algorithm(&self, next: A) {
+        self.set_algorithm_at(next, self.clock.now())
+    }
+
+    /// [`set_algorithm`](Self::set_algorithm) at an explicit time.
+    pub fn set_algorithm_at(&self, next: A, now: Nanos) {
+        let mut alg = self.alg.write();
+        self.store.set_algorithm(&next, now);
+        *alg = next;
     }
 
     /// The clock this limiter reads.
@@ -357,14 +418,18 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let alg = &self.alg;
-        check_cost(alg, cost)?;
         if cost == 0 {
             return self.peek_at(key, 0, now);
         }
-        self.store.with_cell(alg, key, now, |cell| {
-            cell.update(|state| decide_and_commit(alg, state, now, cost))
-        })
+        self.store.with_cell(
+            key,
+            now,
+            |alg| check_cost(alg, cost),
+            |alg, cell| {
+                check_cost(alg, cost)?;
+                Ok(cell.update(|state| decide_and_commit(alg, state, now, cost)))
+            },
+        )
     }
 
     /// What [`check`](Self::check) would return now, consuming nothing.
@@ -382,12 +447,13 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let alg = &self.alg;
-        check_cost(alg, cost)?;
-        let seen = self.store.with_existing(alg, key, now, |cell| {
-            cell.update(|state| alg.decide(state, now, cost))
-        });
-        Ok(seen.unwrap_or_else(|| alg.decide(&mut alg.fresh(), now, cost)))
+        self.store.with_existing(key, now, |alg, cell| {
+            check_cost(alg, cost)?;
+            Ok(match cell {
+                Some(cell) => cell.update(|state| alg.decide(state, now, cost)),
+                None => alg.decide(&mut alg.fresh(), now, cost),
+            })
+        })
     }
 
     /// Gives back up to `cost` consumed by `key` (e.g. the work it paid for failed).
@@ -405,9 +471,10 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let alg = &self.alg;
-        self.store.with_existing(alg, key, now, |cell| {
-            cell.lock(|s| alg.refund(s, now, cost))
+        self.store.with_existing(key, now, |alg, cell| {
+            if let Some(cell) = cell {
+                cell.lock(|s| alg.refund(s, now, cost));
+            }
         });
     }
 
@@ -424,11 +491,12 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let alg = with_limit(&self.alg, limit)?;
-        let alg = &*alg;
-        check_cost(alg, cost)?;
-        self.store.with_cell(&self.alg, key, now, |cell| {
-            cell.lock(|state| decide_then(alg, state, now, cost, then))
+        let admit = |alg: &A| check_cost(&*with_limit(alg, limit)?, cost);
+        self.store.with_cell(key, now, admit, |alg, cell| {
+            let alg = with_limit(alg, limit)?;
+            let alg = &*alg;
+            check_cost(alg, cost)?;
+            Ok(cell.lock(|state| decide_then(alg, state, now, cost, then)))
         })
     }
 }
@@ -443,7 +511,12 @@ where
     }
 
     fn rate(&self) -> Rate {
-        self.alg.rate()
+        KeyedLimiter::rate(self)
+    }
+
+    fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError> {
+        KeyedLimiter::set_rate_at(self, rate, now);
+        Ok(())
     }
 
     fn check_at(&self, key: &K, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
@@ -496,7 +569,7 @@ where
 impl<K, A: Algorithm> fmt::Debug for KeyedLimiter<K, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimiter")
-            .field("algorithm", &self.alg)
+            .field("algorithm", &*self.alg.read())
             .field("keys", &self.store.len())
             .finish_non_exhaustive()
     }
@@ -512,7 +585,8 @@ impl<K, A: Algorithm> fmt::Debug for KeyedLimiter<K, A> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct UnkeyedLimiter<A: Algorithm = Gcra> {
-    pub(crate) alg: A,
+    /// Read-locked by every check, write-locked by limit changes.
+    pub(crate) alg: RwLock<A>,
     pub(crate) clock: Clock,
     pub(crate) cell: A::Cell,
 }
@@ -526,12 +600,55 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
     /// An unkeyed limiter reading `clock`.
     pub fn with_clock(alg: A, clock: Clock) -> Self {
         let cell = A::Cell::new(alg.fresh());
-        UnkeyedLimiter { alg, clock, cell }
+        UnkeyedLimiter {
+            alg: RwLock::new(alg),
+            clock,
+            cell,
+        }
     }
 
     /// The algorithm and its parameters.
-    pub fn algorithm(&self) -> &A {
-        &self.alg
+    pub fn algorithm(&self) -> A {
+        self.alg.read().clone()
+    }
+
+    /// The rate enforced.
+    pub fn rate(&self) -> Rate {
+        self.alg.read().rate()
+    }
+
+    /// Replaces the rate at run time, keeping the state; see [`KeyedLimiter::set_rate`].
+    ///
+    /// ```
+    /// use ratewarden::{Clock, Gcra, UnkeyedLimiter};
+    ///
+    /// let (clock, _mock) = Clock::mock();
+    /// let limiter = UnkeyedLimiter::with_clock(Gcra::new("10/min".parse()?), clock);
+    /// limiter.check(5)?;
+    /// limiter.set_rate("100/min".parse()?);
+    /// assert_eq!(limiter.peek(0)?.remaining(), 95);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_rate(&self, rate: Rate) {
+        self.set_rate_at(rate, self.clock.now())
+    }
+
+    /// [`set_rate`](Self::set_rate) at an explicit time.
+    pub fn set_rate_at(&self, rate: Rate, now: Nanos) {
+        let next = self.alg.read().with_rate(rate);
+        self.set_algorithm_at(next, now)
+    }
+
+    /// Replaces the algorithm's parameters at run time, keeping the state.
+    pub fn set_algorithm(&self, next: A) {
+        self.set_algorithm_at(next, self.clock.now())
+    }
+
+    /// [`set_algorithm`](Self::set_algorithm) at an explicit time.
+    pub fn set_algorithm_at(&self, next: A, now: Nanos) {
+        let mut alg = self.alg.write();
+        self.cell.lock(|state| alg.carry_over(&next, state, now));
+        *alg = next;
     }
 
     /// Checks and, if allowed, consumes `cost` now.
@@ -543,7 +660,7 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
     /// [`check`](Self::check) at an explicit time.
     #[inline]
     pub fn check_at(&self, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
-        let alg = &self.alg;
+        let alg = &*self.alg.read();
         check_cost(alg, cost)?;
         Ok(self
             .cell
@@ -557,7 +674,7 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
 
     /// [`peek`](Self::peek) at an explicit time.
     pub fn peek_at(&self, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
-        let alg = &self.alg;
+        let alg = &*self.alg.read();
         check_cost(alg, cost)?;
         Ok(self
             .cell
@@ -571,7 +688,7 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
 
     /// [`refund`](Self::refund) at an explicit time.
     pub fn refund_at(&self, cost: u64, now: Nanos) {
-        let alg = &self.alg;
+        let alg = &*self.alg.read();
         self.cell.lock(|state| alg.refund(state, now, cost));
     }
 }
@@ -582,7 +699,12 @@ impl<A: Algorithm> Limiter<()> for UnkeyedLimiter<A> {
     }
 
     fn rate(&self) -> Rate {
-        self.alg.rate()
+        UnkeyedLimiter::rate(self)
+    }
+
+    fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError> {
+        UnkeyedLimiter::set_rate_at(self, rate, now);
+        Ok(())
     }
 
     fn check_at(&self, _: &(), cost: u64, now: Nanos) -> Result<Decision, CheckError> {
@@ -605,7 +727,8 @@ impl<A: Algorithm> Limiter<()> for UnkeyedLimiter<A> {
         limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError> {
-        let alg = with_limit(&self.alg, limit)?;
+        let guard = self.alg.read();
+        let alg = with_limit(&*guard, limit)?;
         let alg = &*alg;
         check_cost(alg, cost)?;
         Ok(self
@@ -632,7 +755,7 @@ impl<A: Algorithm> Limiter<()> for UnkeyedLimiter<A> {
 impl<A: Algorithm> fmt::Debug for UnkeyedLimiter<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnkeyedLimiter")
-            .field("algorithm", &self.alg)
+            .field("algorithm", &*self.alg.read())
             .finish_non_exhaustive()
     }
 }
@@ -648,6 +771,10 @@ impl<K: ?Sized, L: Limiter<K> + ?Sized> Limiter<K> for Box<L> {
 
     fn rate(&self) -> Rate {
         (**self).rate()
+    }
+
+    fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError> {
+        (**self).set_rate_at(rate, now)
     }
 
     fn check_at(&self, key: &K, cost: u64, now: Nanos) -> Result<Decision, CheckError> {

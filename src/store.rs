@@ -24,6 +24,13 @@
 //!   [`CheckError::KeyCapReached`] (the default), or judge it against a fresh state that is
 //!   not kept. Keys already tracked are never displaced, so a flood of new keys cannot
 //!   reset the budget of an existing abuser.
+//! - **Live limit changes.** Each shard keeps its own copy of the algorithm's parameters
+//!   under the lock a check already takes, so reading them costs nothing extra.
+//!   [`Store::set_algorithm`] takes each shard's write lock in turn, carries every key's
+//!   state over to the new parameters and swaps them: a check sees either the old
+//!   parameters with the old state or the new ones with the carried-over state, never a
+//!   mix. Shards change one after another, so for a moment keys of different shards can
+//!   run under different parameters.
 
 use std::borrow::Borrow;
 use std::hash::Hash;
@@ -55,15 +62,21 @@ struct Entry<K, C> {
     cell: C,
 }
 
+/// A shard's keys and its copy of the algorithm's parameters, under one lock.
+struct Table<K, A: Algorithm> {
+    entries: HashTable<Entry<K, A::Cell>>,
+    alg: A,
+}
+
 #[repr(align(128))]
-struct Shard<K, C> {
-    table: RwLock<HashTable<Entry<K, C>>>,
+struct Shard<K, A: Algorithm> {
+    table: RwLock<Table<K, A>>,
     ops: AtomicUsize,
 }
 
 /// Sharded per-key state for one algorithm.
 pub(crate) struct Store<K, A: Algorithm> {
-    shards: Box<[Shard<K, A::Cell>]>,
+    shards: Box<[Shard<K, A>]>,
     hasher: ahash::RandomState,
     mask: usize,
     len: AtomicUsize,
@@ -90,12 +103,15 @@ impl<K, A: Algorithm> Store<K, A> {
 }
 
 impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
-    pub(crate) fn new(shards: usize, max_keys: usize, on_full: OnFull) -> Self {
+    pub(crate) fn new(alg: &A, shards: usize, max_keys: usize, on_full: OnFull) -> Self {
         let shards = shards.clamp(1, 1 << 16).next_power_of_two();
         Store {
             shards: (0..shards)
                 .map(|_| Shard {
-                    table: RwLock::new(HashTable::new()),
+                    table: RwLock::new(Table {
+                        entries: HashTable::new(),
+                        alg: alg.clone(),
+                    }),
                     ops: AtomicUsize::new(0),
                 })
                 .collect(),
@@ -109,25 +125,27 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     }
 
     pub(crate) fn shard_lens(&self) -> Vec<usize> {
-        self.shards.iter().map(|s| s.table.read().len()).collect()
+        self.shards
+            .iter()
+            .map(|s| s.table.read().entries.len())
+            .collect()
     }
 
     #[inline]
-    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &Shard<K, A::Cell>) {
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &Shard<K, A>) {
         let hash = self.hasher.hash_one(key);
         // The table uses the low bits for the slot and the top 7 for its tags; take the
         // shard from bits in between so the three stay independent.
         (hash, &self.shards[(hash >> 40) as usize & self.mask])
     }
 
-    /// Runs `f` on the key's cell if the key is tracked.
+    /// Runs `f` with the parameters and the key's cell, if the key is tracked.
     pub(crate) fn with_existing<Q, R>(
         &self,
-        alg: &A,
         key: &Q,
         now: Nanos,
-        f: impl FnOnce(&A::Cell) -> R,
-    ) -> Option<R>
+        f: impl FnOnce(&A, Option<&A::Cell>) -> R,
+    ) -> R
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -135,20 +153,22 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         let (hash, shard) = self.locate(key);
         let (result, len) = {
             let table = shard.table.read();
-            let entry = table.find(hash, |e| e.key.borrow() == key);
-            (entry.map(|e| f(&e.cell)), table.len())
+            let entry = table.entries.find(hash, |e| e.key.borrow() == key);
+            (f(&table.alg, entry.map(|e| &e.cell)), table.entries.len())
         };
-        self.tick(shard, len, alg, now);
+        self.tick(shard, len, now);
         result
     }
 
-    /// Runs `f` on the key's cell, inserting a fresh state for a new key.
+    /// Runs `f` with the parameters and the key's cell, inserting a fresh state for a new
+    /// key. Before a new key is inserted, `admit` may refuse the request (a cost the
+    /// parameters cannot hold), and then nothing is inserted.
     pub(crate) fn with_cell<Q, R>(
         &self,
-        alg: &A,
         key: &Q,
         now: Nanos,
-        f: impl FnOnce(&A::Cell) -> R,
+        admit: impl FnOnce(&A) -> Result<(), CheckError>,
+        f: impl FnOnce(&A, &A::Cell) -> Result<R, CheckError>,
     ) -> Result<R, CheckError>
     where
         K: Borrow<Q>,
@@ -158,75 +178,86 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         let eq = |e: &Entry<K, A::Cell>| e.key.borrow() == key;
         let (result, len) = {
             let table = shard.table.read();
-            match table.find(hash, eq) {
-                Some(entry) => (f(&entry.cell), table.len()),
+            match table.entries.find(hash, eq) {
+                Some(entry) => (f(&table.alg, &entry.cell), table.entries.len()),
                 None => {
                     drop(table);
                     let mut table = shard.table.write();
-                    if table.find(hash, eq).is_none() {
-                        if !self.reserve_slot(shard, &mut table, alg, now) {
+                    if table.entries.find(hash, eq).is_none() {
+                        admit(&table.alg)?;
+                        if !self.reserve_slot(shard, &mut table, now) {
                             return match self.on_full {
                                 OnFull::Reject => Err(CheckError::KeyCapReached {
                                     max_keys: self.max_keys,
                                 }),
-                                OnFull::AllowUntracked => Ok(f(&A::Cell::new(alg.fresh()))),
+                                OnFull::AllowUntracked => {
+                                    f(&table.alg, &A::Cell::new(table.alg.fresh()))
+                                }
                             };
                         }
-                        table.insert_unique(
+                        let cell = A::Cell::new(table.alg.fresh());
+                        table.entries.insert_unique(
                             hash,
                             Entry {
                                 key: key.to_owned(),
-                                cell: A::Cell::new(alg.fresh()),
+                                cell,
                             },
                             |e| self.hasher.hash_one(&e.key),
                         );
                     }
                     // Let other keys of this shard proceed while `f` runs.
                     let table = RwLockWriteGuard::downgrade(table);
-                    let result = match table.find(hash, eq) {
-                        Some(entry) => f(&entry.cell),
+                    let result = match table.entries.find(hash, eq) {
+                        Some(entry) => f(&table.alg, &entry.cell),
                         // Not reachable (inserted under this lock); judged as a fresh key.
-                        None => f(&A::Cell::new(alg.fresh())),
+                        None => f(&table.alg, &A::Cell::new(table.alg.fresh())),
                     };
-                    (result, table.len())
+                    (result, table.entries.len())
                 }
             }
         };
-        self.tick(shard, len, alg, now);
-        Ok(result)
+        self.tick(shard, len, now);
+        result
+    }
+
+    /// Replaces the parameters, carrying every key's state over to `next` at `now`; see
+    /// the module docs.
+    pub(crate) fn set_algorithm(&self, next: &A, now: Nanos) {
+        for shard in self.shards.iter() {
+            let mut table = shard.table.write();
+            let Table { entries, alg } = &mut *table;
+            for entry in entries.iter_mut() {
+                alg.carry_over(next, entry.cell.get_mut(), now);
+            }
+            *alg = next.clone();
+        }
     }
 
     /// Counts a new key against the cap. At the cap, the shard is swept first if it has
     /// seen enough operations since its last sweep (refused keys count too), so a flood of
     /// new keys costs amortised O(1) each rather than a sweep each.
-    fn reserve_slot(
-        &self,
-        shard: &Shard<K, A::Cell>,
-        table: &mut HashTable<Entry<K, A::Cell>>,
-        alg: &A,
-        now: Nanos,
-    ) -> bool {
+    fn reserve_slot(&self, shard: &Shard<K, A>, table: &mut Table<K, A>, now: Nanos) -> bool {
         if self.try_count_key() {
             return true;
         }
         let ops = shard.ops.load(Ordering::Relaxed);
         shard.ops.store(ops + 1, Ordering::Relaxed);
-        if ops < table.len() / 2 {
+        if ops < table.entries.len() / 2 {
             return false;
         }
         shard.ops.store(0, Ordering::Relaxed);
-        self.sweep(table, alg, now);
+        self.sweep(table, now);
         self.try_count_key()
     }
 
-    /// Calls `f` on every tracked key and its cell, one shard at a time under its read
-    /// lock (a cold path: snapshots).
+    /// Calls `f` with each shard's parameters on every tracked key and its cell, one
+    /// shard at a time under its read lock (a cold path: snapshots).
     #[cfg(feature = "serde")]
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&K, &A::Cell)) {
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&A, &K, &A::Cell)) {
         for shard in self.shards.iter() {
             let table = shard.table.read();
-            for entry in table.iter() {
-                f(&entry.key, &entry.cell);
+            for entry in table.entries.iter() {
+                f(&table.alg, &entry.key, &entry.cell);
             }
         }
     }
@@ -237,22 +268,25 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         self.max_keys.saturating_sub(self.len())
     }
 
-    /// Runs `f` on `key`'s cell, inserting a fresh state for a new key; `false` when the
-    /// key is new and the store is at its cap (a cold path: restores).
+    /// Runs `f` with the parameters on `key`'s cell, inserting a fresh state for a new
+    /// key; `false` when the key is new and the store is at its cap (a cold path:
+    /// restores).
     #[cfg(feature = "serde")]
-    pub(crate) fn upsert(&self, alg: &A, key: K, f: impl FnOnce(&A::Cell)) -> bool {
+    pub(crate) fn upsert(&self, key: K, f: impl FnOnce(&A, &A::Cell)) -> bool {
         let (hash, shard) = self.locate(&key);
         let mut table = shard.table.write();
-        if let Some(entry) = table.find(hash, |e| e.key == key) {
-            f(&entry.cell);
+        if let Some(entry) = table.entries.find(hash, |e| e.key == key) {
+            f(&table.alg, &entry.cell);
             return true;
         }
         if !self.try_count_key() {
             return false;
         }
-        let cell = A::Cell::new(alg.fresh());
-        f(&cell);
-        table.insert_unique(hash, Entry { key, cell }, |e| self.hasher.hash_one(&e.key));
+        let cell = A::Cell::new(table.alg.fresh());
+        f(&table.alg, &cell);
+        table
+            .entries
+            .insert_unique(hash, Entry { key, cell }, |e| self.hasher.hash_one(&e.key));
         true
     }
 
@@ -265,7 +299,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     }
 
     #[inline]
-    fn tick(&self, shard: &Shard<K, A::Cell>, len: usize, alg: &A, now: Nanos) {
+    fn tick(&self, shard: &Shard<K, A>, len: usize, now: Nanos) {
         // A plain load and store, not a read-modify-write: a lost count between racing
         // threads only delays a sweep a little, and an atomic increment would cost as
         // much as the rest of the bookkeeping.
@@ -275,24 +309,25 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
             // Another thread holding the lock will tick again soon; never wait here.
             if let Some(mut table) = shard.table.try_write() {
                 shard.ops.store(0, Ordering::Relaxed);
-                self.sweep(&mut table, alg, now);
+                self.sweep(&mut table, now);
             }
         }
     }
 
-    fn sweep(&self, table: &mut HashTable<Entry<K, A::Cell>>, alg: &A, now: Nanos) {
-        let before = table.len();
+    fn sweep(&self, table: &mut Table<K, A>, now: Nanos) {
+        let Table { entries, alg } = table;
+        let before = entries.len();
         // Idle as of a grace period ago: keys that come back within it stay, so a key
         // whose quota refills between its own requests is not dropped and re-inserted on
         // every visit (GCRA keys are idle one emission interval after a request).
         let idle_since = now.saturating_sub(IDLE_GRACE_NANOS);
-        table.retain(|e| !alg.is_idle(e.cell.get_mut(), idle_since));
-        let removed = before - table.len();
+        entries.retain(|e| !alg.is_idle(e.cell.get_mut(), idle_since));
+        let removed = before - entries.len();
         if removed > 0 {
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
-            if table.capacity() > 4 * table.len() + 64 {
-                table.shrink_to(table.len() * 2, |e| self.hasher.hash_one(&e.key));
+            if entries.capacity() > 4 * entries.len() + 64 {
+                entries.shrink_to(entries.len() * 2, |e| self.hasher.hash_one(&e.key));
             }
         }
     }

@@ -145,15 +145,17 @@ impl Algorithm for Gcra {
     /// The backlog `tat − now` is what a key has used, in time at the old emission
     /// interval; it is rescaled to the new one (rounded up), so the units used stay used:
     /// 5 used of 10 per minute leaves 95 of 100 per minute. A key that used more than the
-    /// new burst is left empty, waiting one new interval, not in debt beyond it.
+    /// new burst owes the difference and waits until it has drained at the new rate, so
+    /// that changing the limit back and forth never admits more than the larger burst.
     fn carry_over(&self, next: &Gcra, tat: &mut u64, now: Nanos) {
-        if (self.interval, self.tolerance) == (next.interval, next.tolerance) || *tat <= now {
+        if self.interval == next.interval || *tat <= now {
             return;
         }
         let backlog = u128::from(*tat - now) * u128::from(next.interval);
         let backlog = backlog.div_ceil(u128::from(self.interval));
-        let backlog = u64::try_from(backlog).map_or(next.tolerance, |b| b.min(next.tolerance));
-        *tat = now + backlog;
+        let backlog = u64::try_from(backlog).unwrap_or(u64::MAX);
+        // Below u64::MAX, which `AtomicCell` reserves as its lock marker.
+        *tat = now.saturating_add(backlog).min(u64::MAX - 1);
     }
 
     #[cfg(feature = "serde")]

@@ -12,6 +12,22 @@
 //! | [`SlidingLog`] | admitted (time, cost) entries | exact rolling window |
 //! | [`SlidingWindow`] | previous + current count | weighted approximation of a rolling window |
 //! | [`Gcra`] | theoretical arrival time (`u64`) | exact token bucket with burst |
+//!
+//! ## Live limit changes
+//!
+//! A limit replaced at run time ([`KeyedLimiter::set_rate`](crate::KeyedLimiter::set_rate),
+//! [`Policy::set_rate`](crate::Policy::set_rate)) keeps each key's state, carried over by
+//! [`Algorithm::carry_over`], so that what a key has used stays used:
+//!
+//! | algorithm | what carries over mid-window |
+//! |---|---|
+//! | [`FixedWindow`] | the count and the window's start: 8 used of 10 leaves 92 of 100; after a downgrade to 5 the key waits for its window to end, which does not move |
+//! | [`SlidingLog`] | every logged entry, expiring when it would have |
+//! | [`SlidingWindow`] | both counts; with a new window length, the estimate in use (rounded up) becomes the count of the new window `now` falls in |
+//! | [`Gcra`] | the backlog, rescaled to the new emission interval: 5 used of 10/min leaves 95 of 100/min; more used than the new burst is owed and drains at the new rate |
+//!
+//! Changing a limit back and forth therefore never admits more than the larger limit
+//! in a window (a burst, for GCRA).
 
 mod cell;
 mod fixed_window;

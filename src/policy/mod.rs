@@ -33,7 +33,7 @@ pub use stats::{PolicyStats, ScopeStats};
 use decision::Entries;
 use stats::Stats;
 
-use crate::{Clock, Nanos};
+use crate::{Clock, LimitChangeError, Nanos, Rate};
 
 /// Scopes composed so that any denial wins, a denial spends nothing, and the longest
 /// retry-after is reported.
@@ -167,6 +167,51 @@ impl<Req: 'static> Policy<Req> {
             self.scopes
                 .get(i)
                 .map_or((0, 0), |s| (s.run.tracked_keys(), s.run.evictions()))
+        })
+    }
+
+    /// Replaces scope `name`'s rate at run time, keeping every key's state: what a key
+    /// has used stays used (see [`KeyedLimiter::set_rate`](crate::KeyedLimiter::set_rate)
+    /// for how each algorithm carries it over). Safe while other threads check: each
+    /// check of the scope runs entirely under the old rate or entirely under the new one.
+    /// Per-request limits ([`Scope::limit_by`]) keep overriding the count.
+    ///
+    /// ```
+    /// use ratewarden::{Clock, FixedWindow, LimitChangeError, Policy, Scope};
+    ///
+    /// let (clock, _mock) = Clock::mock();
+    /// let policy = Policy::builder()
+    ///     .clock(clock)
+    ///     .scope(Scope::keyed("org", FixedWindow::new("10/hour".parse()?), |org: &u64| Some(*org)))
+    ///     .build();
+    /// policy.check(&7, 8)?;
+    /// policy.set_rate("org", "100/hour".parse()?)?; // the plan's limit was raised
+    /// assert_eq!(policy.check(&7, 1)?.scope("org").unwrap().decision.remaining(), 91);
+    /// assert!(matches!(
+    ///     policy.set_rate("orgs", "1/s".parse()?),
+    ///     Err(LimitChangeError::UnknownScope { .. })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_rate(&self, name: &str, rate: Rate) -> Result<(), LimitChangeError> {
+        self.set_rate_at(name, rate, self.clock.now())
+    }
+
+    /// [`set_rate`](Self::set_rate) at an explicit time (states are carried over as of
+    /// `now`).
+    pub fn set_rate_at(&self, name: &str, rate: Rate, now: Nanos) -> Result<(), LimitChangeError> {
+        let scope = self
+            .scopes
+            .iter()
+            .find(|s| &*s.name == name)
+            .ok_or_else(|| LimitChangeError::UnknownScope {
+                scope: name.to_owned(),
+            })?;
+        scope.run.set_rate_at(rate, now).map_err(|e| match e {
+            LimitChangeError::Unsupported => LimitChangeError::ScopeUnsupported {
+                scope: name.to_owned(),
+            },
+            other => other,
         })
     }
 

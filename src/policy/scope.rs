@@ -9,7 +9,9 @@ use std::sync::Arc;
 use crate::algorithm::Algorithm;
 #[cfg(feature = "serde")]
 use crate::snapshot::{LimiterSnapshot, SnapshotError};
-use crate::{CheckError, Decision, KeyedLimiter, Limiter, Nanos, Rate, UnkeyedLimiter};
+use crate::{
+    CheckError, Decision, KeyedLimiter, LimitChangeError, Limiter, Nanos, Rate, UnkeyedLimiter,
+};
 
 /// What a policy needs from a scope, with the limiter and key types erased.
 pub(crate) trait Run<Req>: Send + Sync {
@@ -24,6 +26,7 @@ pub(crate) trait Run<Req>: Send + Sync {
     ) -> Option<Result<Decision, CheckError>>;
     fn refund(&self, req: &Req, cost: u64, now: Nanos);
     fn rate(&self) -> Rate;
+    fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError>;
     fn tracked_keys(&self) -> usize;
     fn evictions(&self) -> u64;
     #[cfg(feature = "serde")]
@@ -187,6 +190,10 @@ where
         self.limiter.rate()
     }
 
+    fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError> {
+        self.limiter.set_rate_at(rate, now)
+    }
+
     fn tracked_keys(&self) -> usize {
         self.limiter.tracked_keys()
     }
@@ -244,7 +251,12 @@ where
     }
 
     fn rate(&self) -> Rate {
-        self.limiter.algorithm().rate()
+        self.limiter.rate()
+    }
+
+    fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError> {
+        self.limiter.set_rate_at(rate, now);
+        Ok(())
     }
 
     fn tracked_keys(&self) -> usize {

@@ -98,8 +98,8 @@ impl<Req: 'static> Policy<Req> {
     }
 
     /// Restores every scope of `snapshot` that still exists under the same name with the
-    /// same algorithm (states taken under another rate are carried over, as by a live
-    /// limit change), and reports the scopes it dropped and the ones it
+    /// same algorithm (states taken under another rate are carried over, as by
+    /// [`set_rate`](Self::set_rate)), and reports the scopes it dropped and the ones it
     /// found no state for. Everything is validated first: an unsupported version or a
     /// corrupted state is an error, and then nothing has changed.
     pub fn restore(&self, snapshot: &PolicySnapshot) -> Result<RestoreReport, SnapshotError> {

@@ -82,7 +82,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
     /// [`snapshot`](Self::snapshot) at an explicit time (which decides which keys are idle).
     pub fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError> {
         let what = "keyed limiter";
-        let alg = &self.alg;
+        let alg = &*self.alg.read();
         let algorithm = alg
             .snapshot_kind()
             .ok_or_else(|| unsupported(what, "its algorithm has no snapshot form"))?;
@@ -93,7 +93,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
             )
         })?;
         let mut keys = Vec::new();
-        self.store.for_each(|key, cell| {
+        self.store.for_each(|alg, key, cell| {
             let state = cell.update(|s| s.clone());
             if alg.is_idle(&state, now) {
                 return;
@@ -116,7 +116,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
 
     /// Checks that `snapshot` can be restored into this limiter, changing nothing.
     pub fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError> {
-        self.prepare(snapshot).map(drop)
+        self.prepare(&self.alg.read(), snapshot).map(drop)
     }
 
     /// Sets every key of `snapshot` to its state (carried over to this limiter's rate if
@@ -143,21 +143,27 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
 
     /// [`restore`](Self::restore) at an explicit time (used to carry states over).
     pub fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError> {
-        let Prepared { recorded, states } = self.prepare(snapshot)?;
-        let alg = &self.alg;
+        // Held throughout, so that no limit change runs between the checks and the writes.
+        let alg = self.alg.read();
+        let Prepared { recorded, states } = self.prepare(&alg, snapshot)?;
         for (key, mut state) in states {
-            recorded.carry_over(alg, &mut state, now);
             // Room was checked; only traffic racing the restore can fill the store, and
             // then the key starts fresh, as it would have without a snapshot.
-            self.store
-                .upsert(alg, key, |cell| cell.lock(|s| *s = state));
+            self.store.upsert(key, |alg, cell| {
+                recorded.carry_over(alg, &mut state, now);
+                cell.lock(|s| *s = state);
+            });
         }
         Ok(())
     }
 
-    fn prepare(&self, snapshot: &LimiterSnapshot) -> Result<Prepared<K, A>, SnapshotError> {
+    fn prepare(
+        &self,
+        alg: &A,
+        snapshot: &LimiterSnapshot,
+    ) -> Result<Prepared<K, A>, SnapshotError> {
         prepare(
-            &self.alg,
+            alg,
             self.codec,
             snapshot,
             self.store.room(),
@@ -187,7 +193,7 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
     /// [`snapshot`](Self::snapshot) at an explicit time.
     pub fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError> {
         let what = "unkeyed limiter";
-        let alg = &self.alg;
+        let alg = &*self.alg.read();
         let algorithm = alg
             .snapshot_kind()
             .ok_or_else(|| unsupported(what, "its algorithm has no snapshot form"))?;
@@ -210,7 +216,7 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
 
     /// Checks that `snapshot` can be restored into this limiter, changing nothing.
     pub fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError> {
-        self.prepare(snapshot).map(drop)
+        self.prepare(&self.alg.read(), snapshot).map(drop)
     }
 
     /// Sets the limiter's state from `snapshot` (carried over to this limiter's rate if
@@ -221,18 +227,22 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
 
     /// [`restore`](Self::restore) at an explicit time.
     pub fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError> {
-        let Prepared { recorded, states } = self.prepare(snapshot)?;
-        let alg = &self.alg;
+        let alg = self.alg.read();
+        let Prepared { recorded, states } = self.prepare(&alg, snapshot)?;
         if let Some(((), mut state)) = states.into_iter().next() {
-            recorded.carry_over(alg, &mut state, now);
+            recorded.carry_over(&alg, &mut state, now);
             self.cell.lock(|s| *s = state);
         }
         Ok(())
     }
 
-    fn prepare(&self, snapshot: &LimiterSnapshot) -> Result<Prepared<(), A>, SnapshotError> {
+    fn prepare(
+        &self,
+        alg: &A,
+        snapshot: &LimiterSnapshot,
+    ) -> Result<Prepared<(), A>, SnapshotError> {
         prepare(
-            &self.alg,
+            alg,
             Some(KeyCodec::<()>::exact()),
             snapshot,
             1,

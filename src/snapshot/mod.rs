@@ -30,7 +30,7 @@
 //! keys as they are; it is meant for a freshly built limiter or policy.
 //!
 //! **Changed configuration.** A state taken under another rate is carried over the same
-//! way as a live limit change: what a key used stays used.
+//! way as a [live limit change](crate::KeyedLimiter::set_rate): what a key used stays used.
 //! A policy keeps the scopes that still exist under the same name and algorithm, and
 //! reports the others in its [`RestoreReport`].
 //!

@@ -1,0 +1,401 @@
+//! Live limit changes: a scope's or limiter's rate replaced while threads check.
+//!
+//! The concurrent tests hold time still while threads check and another thread flips the
+//! rate between a smaller and a larger one, then move it on by a window between rounds. In
+//! a round every check falls in the same window, so what each key was admitted in the
+//! round must lie between the smaller limit (denials only come at a full quota) and the
+//! larger one (no interleaving of checks and changes admits more). A change that lost a
+//! key's state, or let a check mix old parameters with a carried-over state, would let a
+//! key through more than the larger limit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use ratewarden::algorithm::Algorithm;
+use ratewarden::{
+    CheckError, Clock, Decision, FixedWindow, Gcra, KeyedLimiter, LimitChangeError, Limiter, Nanos,
+    Policy, Rate, Scope, SlidingLog, SlidingWindow, UnkeyedLimiter,
+};
+
+const S: u64 = 1_000_000_000;
+const THREADS: usize = 3;
+const ROUNDS: u64 = 25;
+const KEYS: u64 = 4;
+const CHECKS: usize = 150;
+const SMALL: u64 = 10;
+const LARGE: u64 = 25;
+
+/// A small deterministic generator, so a failure can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Runs rounds of concurrent checks (through `check`, which returns whether it was
+/// admitted) while `change` flips between the two limits; returns, per round and key,
+/// how many were admitted.
+fn rounds(
+    check: impl Fn(u64, u64, Nanos) -> bool + Send + Sync + 'static,
+    change: impl Fn(bool, Nanos) + Send + Sync + 'static,
+) -> Vec<Vec<u64>> {
+    let (check, change) = (Arc::new(check), Arc::new(change));
+    let start = Arc::new(Barrier::new(THREADS + 2));
+    let end = Arc::new(Barrier::new(THREADS + 2));
+    let now = Arc::new(AtomicU64::new(0));
+    let mut checkers = Vec::new();
+    for t in 0..THREADS {
+        let (check, start, end, now) = (check.clone(), start.clone(), end.clone(), now.clone());
+        checkers.push(thread::spawn(move || {
+            let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1));
+            let mut admitted = vec![vec![0u64; KEYS as usize]; ROUNDS as usize];
+            for round in 0..ROUNDS {
+                start.wait();
+                let at = now.load(Ordering::SeqCst);
+                for _ in 0..CHECKS {
+                    let key = rng.next() % KEYS;
+                    if check(round, key, at) {
+                        admitted[round as usize][key as usize] += 1;
+                    }
+                }
+                end.wait();
+            }
+            admitted
+        }));
+    }
+    let changer = {
+        let (change, start, end, now) = (change.clone(), start.clone(), end.clone(), now.clone());
+        thread::spawn(move || {
+            let mut large = false;
+            for _ in 0..ROUNDS {
+                start.wait();
+                let at = now.load(Ordering::SeqCst);
+                for _ in 0..60 {
+                    large = !large;
+                    change(large, at);
+                    thread::yield_now();
+                }
+                end.wait();
+            }
+        })
+    };
+    for round in 0..ROUNDS {
+        // Each round in a window of its own: [round s, round s + 1 s).
+        now.store(1_000 * S + round * S + S / 2, Ordering::SeqCst);
+        start.wait();
+        end.wait();
+    }
+    changer.join().unwrap();
+    let mut total = vec![vec![0u64; KEYS as usize]; ROUNDS as usize];
+    for checker in checkers {
+        for (round, keys) in checker.join().unwrap().into_iter().enumerate() {
+            for (key, n) in keys.into_iter().enumerate() {
+                total[round][key] += n;
+            }
+        }
+    }
+    total
+}
+
+fn assert_between_limits(admitted: &[Vec<u64>]) {
+    for (round, keys) in admitted.iter().enumerate() {
+        for (key, &n) in keys.iter().enumerate() {
+            assert!(
+                (SMALL..=LARGE).contains(&n),
+                "round {round}, key {key}: {n} admitted, limits {SMALL} and {LARGE}"
+            );
+        }
+    }
+}
+
+fn rate(n: u64) -> Rate {
+    Rate::new(n, Duration::from_secs(1)).unwrap()
+}
+
+#[test]
+fn fixed_window_never_admits_more_than_the_larger_limit_while_it_changes() {
+    let (clock, _mock) = Clock::mock();
+    let limiter: Arc<KeyedLimiter<u64, FixedWindow>> = Arc::new(KeyedLimiter::with_clock(
+        FixedWindow::new(rate(SMALL)),
+        clock,
+    ));
+    let (l1, l2) = (limiter.clone(), limiter.clone());
+    // Which limits the checks ran under: both, or the test proves nothing.
+    let seen = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let seen_by_checks = seen.clone();
+    let admitted = rounds(
+        move |_, key, now| {
+            let d = l1.check_at(&key, 1, now).unwrap();
+            assert!(d.limit() == SMALL || d.limit() == LARGE, "{}", d.limit());
+            seen_by_checks[usize::from(d.limit() == LARGE)].fetch_add(1, Ordering::Relaxed);
+            d.is_allowed()
+        },
+        move |large, now| l2.set_rate_at(rate(if large { LARGE } else { SMALL }), now),
+    );
+    assert_between_limits(&admitted);
+    assert!(seen.iter().all(|n| n.load(Ordering::Relaxed) > 0));
+}
+
+#[test]
+fn gcra_never_admits_more_than_the_larger_burst_while_it_changes() {
+    // Time stands still within a round and every round uses fresh keys, so each key can
+    // have at most one full burst: the larger one.
+    let (clock, _mock) = Clock::mock();
+    let limiter: Arc<KeyedLimiter<u64, Gcra>> =
+        Arc::new(KeyedLimiter::with_clock(Gcra::new(rate(SMALL)), clock));
+    let (l1, l2) = (limiter.clone(), limiter.clone());
+    let admitted = rounds(
+        move |round, key, now| {
+            l1.check_at(&(round * KEYS + key), 1, now)
+                .unwrap()
+                .is_allowed()
+        },
+        move |large, now| l2.set_rate_at(rate(if large { LARGE } else { SMALL }), now),
+    );
+    assert_between_limits(&admitted);
+}
+
+#[test]
+fn unkeyed_sliding_log_never_admits_more_than_the_larger_limit_while_it_changes() {
+    let (clock, _mock) = Clock::mock();
+    let limiter = Arc::new(UnkeyedLimiter::with_clock(
+        SlidingLog::new(rate(SMALL)),
+        clock,
+    ));
+    let (l1, l2) = (limiter.clone(), limiter.clone());
+    let admitted = rounds(
+        // one key: the limiter itself; count it under key 0 and pretend the others full
+        move |_, _, now| l1.check_at(1, now).unwrap().is_allowed(),
+        move |large, now| l2.set_rate_at(rate(if large { LARGE } else { SMALL }), now),
+    );
+    for (round, keys) in admitted.iter().enumerate() {
+        let n: u64 = keys.iter().sum();
+        assert!((SMALL..=LARGE).contains(&n), "round {round}: {n}");
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Req {
+    org: u64,
+    user: u64,
+}
+
+#[test]
+fn policy_scopes_change_while_checked_and_denials_still_spend_nothing() {
+    let (clock, _mock) = Clock::mock();
+    let policy = Arc::new(
+        Policy::builder()
+            .clock(clock)
+            .scope(Scope::keyed(
+                "org",
+                FixedWindow::new(rate(SMALL)),
+                |r: &Req| Some(r.org),
+            ))
+            .scope(Scope::keyed(
+                "user",
+                SlidingWindow::new(rate(1_000)),
+                |r: &Req| Some(r.user),
+            ))
+            .build(),
+    );
+    let (p1, p2) = (policy.clone(), policy.clone());
+    let admitted = rounds(
+        move |round, key, now| {
+            let req = Req {
+                org: key,
+                user: round,
+            };
+            p1.check_at(&req, 1, now).unwrap().is_allowed()
+        },
+        move |large, now| {
+            p2.set_rate_at("org", rate(if large { LARGE } else { SMALL }), now)
+                .unwrap()
+        },
+    );
+    assert_between_limits(&admitted);
+    // The user scope saw every admission and nothing else: denials spent nothing.
+    let end = 1_000 * S + (ROUNDS - 1) * S + S / 2;
+    let last_round: u64 = admitted[ROUNDS as usize - 1].iter().sum();
+    let d = policy
+        .peek_at(
+            &Req {
+                org: 99,
+                user: ROUNDS - 1,
+            },
+            0,
+            end,
+        )
+        .unwrap();
+    assert_eq!(
+        d.scope("user").unwrap().decision.remaining(),
+        1_000 - last_round
+    );
+}
+
+/// What a key has used before and after a mid-window change, for each algorithm.
+fn remaining<A: Algorithm>(l: &KeyedLimiter<u64, A>, now: Nanos) -> u64 {
+    l.peek_at(&1, 0, now).unwrap().remaining()
+}
+
+#[test]
+fn an_upgrade_mid_window_keeps_what_was_used() {
+    let t = 3_600 * S;
+    let fw: KeyedLimiter<u64, FixedWindow> =
+        KeyedLimiter::new(FixedWindow::new(Rate::per_hour(10).unwrap()));
+    fw.check_at(&1, 8, t + 60 * S).unwrap();
+    fw.set_rate_at(Rate::per_hour(100).unwrap(), t + 120 * S);
+    assert_eq!(remaining(&fw, t + 120 * S), 92);
+    // the window still ends on the hour
+    assert_eq!(
+        fw.peek_at(&1, 0, t + 120 * S).unwrap().reset_after(),
+        Duration::from_secs(3_480)
+    );
+
+    let log: KeyedLimiter<u64, SlidingLog> =
+        KeyedLimiter::new(SlidingLog::new(Rate::per_minute(10).unwrap()));
+    log.check_at(&1, 3, t).unwrap();
+    log.check_at(&1, 5, t + 30 * S).unwrap();
+    log.set_rate_at(Rate::per_minute(100).unwrap(), t + 40 * S);
+    assert_eq!(remaining(&log, t + 40 * S), 92);
+    // the first 3 expire a minute after they were admitted, as before
+    assert_eq!(remaining(&log, t + 60 * S), 95);
+
+    let sw: KeyedLimiter<u64, SlidingWindow> =
+        KeyedLimiter::new(SlidingWindow::new(Rate::per_minute(10).unwrap()));
+    sw.check_at(&1, 8, t + 10 * S).unwrap();
+    sw.set_rate_at(Rate::per_minute(100).unwrap(), t + 20 * S);
+    assert_eq!(remaining(&sw, t + 20 * S), 92);
+    // half a minute into the next window, half of the previous one still counts
+    assert_eq!(remaining(&sw, t + 90 * S), 96);
+
+    let gcra: KeyedLimiter<u64, Gcra> = KeyedLimiter::new(Gcra::new(Rate::per_minute(10).unwrap()));
+    gcra.check_at(&1, 5, t).unwrap();
+    gcra.set_rate_at(Rate::per_minute(100).unwrap(), t);
+    assert_eq!(remaining(&gcra, t), 95);
+    // and it drains at the new rate: one unit per 600 ms
+    assert_eq!(remaining(&gcra, t + 1_800_000_000), 98);
+    assert_eq!(remaining(&gcra, t + 3 * S), 100);
+    assert_eq!(gcra.rate(), Rate::per_minute(100).unwrap());
+}
+
+#[test]
+fn a_downgrade_mid_window_counts_what_was_used_against_the_new_limit() {
+    let t = 3_600 * S;
+    let fw: KeyedLimiter<u64, FixedWindow> =
+        KeyedLimiter::new(FixedWindow::new(Rate::per_hour(100).unwrap()));
+    fw.check_at(&1, 30, t).unwrap();
+    fw.set_rate_at(Rate::per_hour(10).unwrap(), t + S);
+    let d = fw.check_at(&1, 1, t + S).unwrap();
+    assert!(d.is_denied());
+    assert_eq!(d.retry_after(), Some(Duration::from_secs(3_599)));
+    assert!(fw.check_at(&1, 10, t + 3_600 * S).unwrap().is_allowed());
+
+    // GCRA: 50 used of 100 per minute is a debt of 50 units at 10 per minute (5 min).
+    let gcra: KeyedLimiter<u64, Gcra> =
+        KeyedLimiter::new(Gcra::new(Rate::per_minute(100).unwrap()));
+    gcra.check_at(&1, 50, t).unwrap();
+    gcra.set_rate_at(Rate::per_minute(10).unwrap(), t);
+    let d = gcra.check_at(&1, 1, t).unwrap();
+    assert!(d.is_denied());
+    assert_eq!(d.retry_after(), Some(Duration::from_secs(246)));
+    // Back up again at once: the 50 are still used.
+    gcra.set_rate_at(Rate::per_minute(100).unwrap(), t);
+    assert_eq!(remaining(&gcra, t), 50);
+
+    // Sliding window with a new window length: the estimate in use moves into the new
+    // window's count.
+    let sw: KeyedLimiter<u64, SlidingWindow> =
+        KeyedLimiter::new(SlidingWindow::new(Rate::per_minute(100).unwrap()));
+    sw.check_at(&1, 40, t).unwrap();
+    sw.set_rate_at(Rate::per_hour(100).unwrap(), t + 90 * S);
+    // 90 s in: the previous minute's 40 weigh half, so 20 are carried into the hour.
+    assert_eq!(remaining(&sw, t + 90 * S), 80);
+}
+
+#[test]
+fn set_algorithm_changes_the_burst_and_keeps_the_state() {
+    let (clock, _mock) = Clock::mock();
+    let limiter: KeyedLimiter<u64> =
+        KeyedLimiter::with_clock(Gcra::new(Rate::per_second(10).unwrap()), clock);
+    limiter.check(&1, 4).unwrap();
+    limiter.set_algorithm(
+        Gcra::new(Rate::per_second(10).unwrap())
+            .with_burst(20)
+            .unwrap(),
+    );
+    assert_eq!(limiter.peek(&1, 0).unwrap().remaining(), 16);
+    assert_eq!(limiter.algorithm().burst(), 20);
+}
+
+/// A limiter that does not implement live changes.
+struct Fixed(UnkeyedLimiter<Gcra>);
+
+impl Limiter<()> for Fixed {
+    fn clock(&self) -> &Clock {
+        Limiter::clock(&self.0)
+    }
+    fn rate(&self) -> Rate {
+        self.0.rate()
+    }
+    fn check_at(&self, _: &(), cost: u64, now: Nanos) -> Result<Decision, CheckError> {
+        self.0.check_at(cost, now)
+    }
+    fn peek_at(&self, _: &(), cost: u64, now: Nanos) -> Result<Decision, CheckError> {
+        self.0.peek_at(cost, now)
+    }
+    fn refund_at(&self, _: &(), cost: u64, now: Nanos) {
+        self.0.refund_at(cost, now)
+    }
+    fn transact(
+        &self,
+        key: &(),
+        cost: u64,
+        now: Nanos,
+        limit: Option<u64>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError> {
+        Limiter::transact(&self.0, key, cost, now, limit, then)
+    }
+}
+
+#[test]
+fn policy_limit_changes_are_typed_errors_for_unknown_or_unsupported_scopes() {
+    let (clock, _mock) = Clock::mock();
+    let policy = Policy::builder()
+        .clock(clock.clone())
+        .scope(Scope::keyed_by_ref(
+            "name",
+            Gcra::new(rate(5)),
+            |r: &String| Some(r.as_str()),
+        ))
+        .scope(Scope::with_limiter(
+            "custom",
+            Fixed(UnkeyedLimiter::with_clock(Gcra::new(rate(5)), clock)),
+            |_: &String| Some(()),
+        ))
+        .build();
+    policy.check(&"a".to_owned(), 2).unwrap();
+    assert_eq!(
+        policy.set_rate("nope", rate(1)),
+        Err(LimitChangeError::UnknownScope {
+            scope: "nope".to_owned()
+        })
+    );
+    assert_eq!(
+        policy.set_rate("custom", rate(1)),
+        Err(LimitChangeError::ScopeUnsupported {
+            scope: "custom".to_owned()
+        })
+    );
+    policy.set_rate("name", rate(50)).unwrap();
+    let d = policy.peek(&"a".to_owned(), 0).unwrap();
+    let name = d.scope("name").unwrap().decision;
+    assert_eq!((name.limit(), name.remaining()), (50, 48));
+}
