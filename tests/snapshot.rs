@@ -289,7 +289,19 @@ fn damaged_snapshots_are_typed_errors_and_change_nothing() {
         ),
     ];
     for (what, value, expected) in damaged {
-        let snapshot: LimiterSnapshot = serde_json::from_value(value).expect(what);
+        let mut snapshot: LimiterSnapshot = serde_json::from_value(value).expect(what);
+        if snapshot.version == SNAPSHOT_VERSION {
+            // Damaged on disk: the checksum no longer matches.
+            assert!(!snapshot.is_intact(), "{what}");
+            match target.restore(&snapshot) {
+                Err(SnapshotError::Corrupted { reason, .. }) => {
+                    assert!(reason.contains("checksum"), "{what}: {reason}")
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+            // Edited on purpose and sealed again: the content itself is checked.
+            snapshot.seal();
+        }
         let error = target.restore(&snapshot).expect_err(what);
         assert!(expected(&error), "{what}: {error:?}");
         assert!(target.validate_snapshot(&snapshot).is_err(), "{what}");
@@ -333,6 +345,45 @@ fn damaged_snapshots_are_typed_errors_and_change_nothing() {
     assert_eq!(target.peek("z", 0).unwrap().remaining(), 4);
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any one byte of a written snapshot changed: it no longer loads, or the restore
+    /// refuses it, or it means exactly what it meant (a change in white space).
+    #[test]
+    fn a_changed_byte_is_caught(at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let (clock, mock) = Clock::mock();
+        mock.increment(std::time::Duration::from_secs(1_000));
+        let policy = Policy::builder()
+            .clock(clock.clone())
+            .scope(Scope::keyed("user", Gcra::new(rate()), |r: &(u64, String)| Some(r.0)))
+            .scope(Scope::keyed("name", SlidingLog::new(rate()), |r: &(u64, String)| Some(r.1.clone())))
+            .scope(Scope::keyed("window", SlidingWindow::new(rate()), |r: &(u64, String)| Some(r.0)))
+            .scope(Scope::keyed("fixed", FixedWindow::new(rate()), |r: &(u64, String)| Some(r.0)))
+            .build();
+        for (user, name) in [(1, "a"), (2, "b"), (1, "b")] {
+            policy.check(&(user, name.to_owned()), 1).unwrap();
+            mock.increment(std::time::Duration::from_millis(100));
+        }
+        let good = policy.snapshot().unwrap();
+        let mut text = serde_json::to_string(&good).unwrap().into_bytes();
+        let i = at.index(text.len());
+        prop_assume!(text[i] != byte);
+        text[i] = byte;
+        let Ok(damaged) = serde_json::from_slice::<PolicySnapshot>(&text) else {
+            return Ok(());
+        };
+        let fresh = Policy::builder()
+            .clock(clock)
+            .scope(Scope::keyed("user", Gcra::new(rate()), |r: &(u64, String)| Some(r.0)))
+            .build();
+        match fresh.restore(&damaged) {
+            Err(_) => prop_assert!(fresh.snapshot().unwrap().scopes[0].limiter.keys.is_empty()),
+            Ok(_) => prop_assert_eq!(damaged, good),
+        }
+    }
+}
+
 #[test]
 fn every_truncation_of_a_snapshot_fails_to_load() {
     let (clock, _mock) = Clock::mock();
@@ -372,7 +423,8 @@ fn sliding_log_invariants_are_checked() {
     for mutate in mutations {
         let mut value = good.clone();
         mutate(&mut value["keys"][0]["state"]["sliding_log"]);
-        let snapshot: LimiterSnapshot = serde_json::from_value(value).unwrap();
+        let mut snapshot: LimiterSnapshot = serde_json::from_value(value).unwrap();
+        snapshot.seal();
         assert!(matches!(
             target.restore_at(&snapshot, 30 * MS),
             Err(SnapshotError::Corrupted { .. })
@@ -571,10 +623,17 @@ fn a_corrupted_scope_fails_the_whole_restore() {
     // the fixed-window scope (second) claims more than its window can hold
     value["scopes"][1]["limiter"]["keys"][0]["state"]["fixed_window"]["count"] =
         10_000_000_000_000u64.into();
-    let snapshot: PolicySnapshot = serde_json::from_value(value.clone()).unwrap();
+    let mut snapshot: PolicySnapshot = serde_json::from_value(value.clone()).unwrap();
     let target = v1(&clock);
     target.check(&Req { user: 1, org: 9 }, 1).unwrap();
     let before = serde_json::to_value(target.snapshot().unwrap()).unwrap();
+    // As damaged on disk, the policy's checksum catches it.
+    assert!(matches!(
+        target.restore(&snapshot),
+        Err(SnapshotError::Corrupted { what, .. }) if what == "policy snapshot"
+    ));
+    // Sealed again, the scope's own check does, and names it.
+    snapshot.seal();
     match target.restore(&snapshot) {
         Err(SnapshotError::Corrupted { what, .. }) => assert!(what.contains("org"), "{what}"),
         other => panic!("{other:?}"),
@@ -594,7 +653,8 @@ fn a_corrupted_scope_fails_the_whole_restore() {
     value["version"] = SNAPSHOT_VERSION.into();
     let first = value["scopes"][0].clone();
     value["scopes"].as_array_mut().unwrap().push(first);
-    let snapshot: PolicySnapshot = serde_json::from_value(value).unwrap();
+    let mut snapshot: PolicySnapshot = serde_json::from_value(value).unwrap();
+    snapshot.seal();
     assert!(matches!(
         target.restore(&snapshot),
         Err(SnapshotError::Corrupted { .. })

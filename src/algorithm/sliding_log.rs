@@ -69,6 +69,15 @@ impl SlidingLogState {
         })
     }
 
+    /// The expired total and each entry's time and running total, as stored.
+    #[cfg(feature = "serde")]
+    pub(crate) fn raw(&self) -> (u64, impl ExactSizeIterator<Item = (Nanos, u64)> + '_) {
+        (
+            self.expired_total,
+            self.entries.iter().map(|e| (e.at, e.total)),
+        )
+    }
+
     fn sum(&self) -> u64 {
         self.entries
             .back()

@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use super::Policy;
 use crate::snapshot::{
-    check_version, DropReason, DroppedScope, LimiterSnapshot, PolicySnapshot, RestoreReport,
-    ScopeSnapshot, SnapshotError, SNAPSHOT_VERSION,
+    check_version, checksum, checksum_error, DropReason, DroppedScope, LimiterSnapshot,
+    PolicySnapshot, RestoreReport, ScopeSnapshot, SnapshotError, SNAPSHOT_VERSION,
 };
 use crate::Nanos;
 
@@ -90,11 +90,14 @@ impl<Req: 'static> Policy<Req> {
                 })
             })
             .collect::<Result<_, SnapshotError>>()?;
-        Ok(PolicySnapshot {
+        let mut snapshot = PolicySnapshot {
             version: SNAPSHOT_VERSION,
             taken_at: now,
             scopes,
-        })
+            checksum: None,
+        };
+        snapshot.seal();
+        Ok(snapshot)
     }
 
     /// Restores every scope of `snapshot` that still exists under the same name with the
@@ -113,6 +116,12 @@ impl<Req: 'static> Policy<Req> {
         now: Nanos,
     ) -> Result<RestoreReport, SnapshotError> {
         check_version(snapshot.version)?;
+        if snapshot
+            .checksum
+            .is_some_and(|c| c != checksum::of_policy(snapshot))
+        {
+            return Err(checksum_error("policy snapshot"));
+        }
         let mut report = RestoreReport::default();
         let mut seen = HashSet::new();
         let mut plan: Vec<(usize, &LimiterSnapshot)> = Vec::new();

@@ -3,7 +3,10 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 
-use super::{check_version, KeyCodec, KeyState, LimiterSnapshot, SnapshotError, SNAPSHOT_VERSION};
+use super::{
+    check_version, checksum_error, KeyCodec, KeyState, LimiterSnapshot, SnapshotError,
+    SNAPSHOT_VERSION,
+};
 use crate::algorithm::{Algorithm, StateCell};
 use crate::snapshot::Key;
 use crate::{KeyedLimiter, Nanos, UnkeyedLimiter};
@@ -31,6 +34,9 @@ fn prepare<K, A: Algorithm>(
     what: &str,
 ) -> Result<Prepared<K, A>, SnapshotError> {
     check_version(snapshot.version)?;
+    if !snapshot.is_intact() {
+        return Err(checksum_error(what));
+    }
     let recorded = alg.recorded(&snapshot.algorithm, snapshot.rate)?;
     let codec = codec.ok_or_else(|| {
         unsupported(
@@ -105,13 +111,16 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
                 });
             }
         });
-        Ok(LimiterSnapshot {
+        let mut snapshot = LimiterSnapshot {
             version: SNAPSHOT_VERSION,
             taken_at: now,
             algorithm,
             rate: alg.rate(),
             keys,
-        })
+            checksum: None,
+        };
+        snapshot.seal();
+        Ok(snapshot)
     }
 
     /// Checks that `snapshot` can be restored into this limiter, changing nothing.
@@ -205,13 +214,16 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
             }],
             _ => Vec::new(),
         };
-        Ok(LimiterSnapshot {
+        let mut snapshot = LimiterSnapshot {
             version: SNAPSHOT_VERSION,
             taken_at: now,
             algorithm,
             rate: alg.rate(),
             keys,
-        })
+            checksum: None,
+        };
+        snapshot.seal();
+        Ok(snapshot)
     }
 
     /// Checks that `snapshot` can be restored into this limiter, changing nothing.

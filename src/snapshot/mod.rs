@@ -24,9 +24,10 @@
 //! left out: they are indistinguishable from keys never seen.
 //!
 //! **What a restore checks.** Everything is decoded and validated before anything is
-//! applied: an unknown version, a state that breaks its algorithm's invariants (a
-//! corrupted file), or a limiter that cannot hold the keys is an error, and the target is
-//! left untouched. A restore sets the state of every key in the snapshot and leaves other
+//! applied: an unknown version, content that does not match the snapshot's checksum or
+//! a state that breaks its algorithm's invariants (a corrupted file), or a limiter that
+//! cannot hold the keys is an error, and the target is left untouched. A truncated or
+//! malformed file already fails to deserialise. A restore sets the state of every key in the snapshot and leaves other
 //! keys as they are; it is meant for a freshly built limiter or policy.
 //!
 //! **Changed configuration.** A state taken under another rate is carried over the same
@@ -40,6 +41,7 @@
 //! whose keys cannot be written refuses to snapshot with [`SnapshotError::Unsupported`];
 //! nothing about snapshots costs anything on the request path.
 
+pub(crate) mod checksum;
 mod key;
 mod limiter;
 
@@ -125,6 +127,25 @@ pub struct LimiterSnapshot {
     pub rate: Rate,
     /// Every key that was not idle, with its state.
     pub keys: Vec<KeyState>,
+    /// A checksum of the fields above, written by [`seal`](Self::seal); a restore
+    /// refuses a snapshot whose content does not match it. Without one (a snapshot
+    /// written by hand) nothing is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<u64>,
+}
+
+impl LimiterSnapshot {
+    /// Sets [`checksum`](Self::checksum) to match the content (after editing a snapshot
+    /// on purpose).
+    pub fn seal(&mut self) {
+        self.checksum = Some(checksum::of_limiter(self));
+    }
+
+    /// Whether the content matches the checksum (or there is none).
+    pub fn is_intact(&self) -> bool {
+        self.checksum
+            .is_none_or(|c| c == checksum::of_limiter(self))
+    }
 }
 
 /// One scope of a [`PolicySnapshot`].
@@ -147,6 +168,26 @@ pub struct PolicySnapshot {
     pub taken_at: Nanos,
     /// The scopes, in the policy's order.
     pub scopes: Vec<ScopeSnapshot>,
+    /// A checksum over the version, the time and each scope's name and content, written
+    /// by [`seal`](Self::seal); see [`LimiterSnapshot::checksum`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<u64>,
+}
+
+impl PolicySnapshot {
+    /// Sets [`checksum`](Self::checksum) to match the content, and each scope's.
+    pub fn seal(&mut self) {
+        for scope in &mut self.scopes {
+            scope.limiter.seal();
+        }
+        self.checksum = Some(checksum::of_policy(self));
+    }
+
+    /// Whether the content matches the checksums (or there are none).
+    pub fn is_intact(&self) -> bool {
+        self.checksum.is_none_or(|c| c == checksum::of_policy(self))
+            && self.scopes.iter().all(|s| s.limiter.is_intact())
+    }
 }
 
 /// Why a snapshot could not be taken or restored. A failed restore changes nothing.
@@ -249,6 +290,13 @@ impl RestoreReport {
     /// had a state in it.
     pub fn is_complete(&self) -> bool {
         self.dropped.is_empty() && self.missing.is_empty()
+    }
+}
+
+pub(crate) fn checksum_error(what: &str) -> SnapshotError {
+    SnapshotError::Corrupted {
+        what: what.to_owned(),
+        reason: "the content does not match its checksum".to_owned(),
     }
 }
 
