@@ -163,6 +163,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     /// Runs `f` with the parameters and the key's cell, inserting a fresh state for a new
     /// key. Before a new key is inserted, `admit` may refuse the request (a cost the
     /// parameters cannot hold), and then nothing is inserted.
+    #[inline]
     pub(crate) fn with_cell<Q, R>(
         &self,
         key: &Q,
@@ -175,47 +176,66 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let (hash, shard) = self.locate(key);
-        let eq = |e: &Entry<K, A::Cell>| e.key.borrow() == key;
-        let (result, len) = {
-            let table = shard.table.read();
-            match table.entries.find(hash, eq) {
-                Some(entry) => (f(&table.alg, &entry.cell), table.entries.len()),
-                None => {
-                    drop(table);
-                    let mut table = shard.table.write();
-                    if table.entries.find(hash, eq).is_none() {
-                        admit(&table.alg)?;
-                        if !self.reserve_slot(shard, &mut table, now) {
-                            return match self.on_full {
-                                OnFull::Reject => Err(CheckError::KeyCapReached {
-                                    max_keys: self.max_keys,
-                                }),
-                                OnFull::AllowUntracked => {
-                                    f(&table.alg, &A::Cell::new(table.alg.fresh()))
-                                }
-                            };
-                        }
-                        let cell = A::Cell::new(table.alg.fresh());
-                        table.entries.insert_unique(
-                            hash,
-                            Entry {
-                                key: key.to_owned(),
-                                cell,
-                            },
-                            |e| self.hasher.hash_one(&e.key),
-                        );
-                    }
-                    // Let other keys of this shard proceed while `f` runs.
-                    let table = RwLockWriteGuard::downgrade(table);
-                    let result = match table.entries.find(hash, eq) {
-                        Some(entry) => f(&table.alg, &entry.cell),
-                        // Not reachable (inserted under this lock); judged as a fresh key.
-                        None => f(&table.alg, &A::Cell::new(table.alg.fresh())),
-                    };
-                    (result, table.entries.len())
-                }
-            }
+        let table = shard.table.read();
+        // One call of `f` on the hot path, so that it is inlined here.
+        let Some(entry) = table.entries.find(hash, |e| e.key.borrow() == key) else {
+            drop(table);
+            return self.with_new_cell(hash, shard, key, now, admit, f);
         };
+        let result = f(&table.alg, &entry.cell);
+        let len = table.entries.len();
+        drop(table);
+        self.tick(shard, len, now);
+        result
+    }
+
+    /// [`with_cell`](Self::with_cell) for a key that was not there a moment ago.
+    #[cold]
+    #[inline(never)]
+    fn with_new_cell<Q, R>(
+        &self,
+        hash: u64,
+        shard: &Shard<K, A>,
+        key: &Q,
+        now: Nanos,
+        admit: impl FnOnce(&A) -> Result<(), CheckError>,
+        f: impl FnOnce(&A, &A::Cell) -> Result<R, CheckError>,
+    ) -> Result<R, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let eq = |e: &Entry<K, A::Cell>| e.key.borrow() == key;
+        let mut table = shard.table.write();
+        if table.entries.find(hash, eq).is_none() {
+            admit(&table.alg)?;
+            if !self.reserve_slot(shard, &mut table, now) {
+                return match self.on_full {
+                    OnFull::Reject => Err(CheckError::KeyCapReached {
+                        max_keys: self.max_keys,
+                    }),
+                    OnFull::AllowUntracked => f(&table.alg, &A::Cell::new(table.alg.fresh())),
+                };
+            }
+            let cell = A::Cell::new(table.alg.fresh());
+            table.entries.insert_unique(
+                hash,
+                Entry {
+                    key: key.to_owned(),
+                    cell,
+                },
+                |e| self.hasher.hash_one(&e.key),
+            );
+        }
+        // Let other keys of this shard proceed while `f` runs.
+        let table = RwLockWriteGuard::downgrade(table);
+        let result = match table.entries.find(hash, eq) {
+            Some(entry) => f(&table.alg, &entry.cell),
+            // Not reachable (inserted under this lock); judged as a fresh key.
+            None => f(&table.alg, &A::Cell::new(table.alg.fresh())),
+        };
+        let len = table.entries.len();
+        drop(table);
         self.tick(shard, len, now);
         result
     }
