@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use super::Policy;
 use crate::snapshot::{
-    check_version, checksum, checksum_error, DropReason, DroppedScope, LimiterSnapshot,
-    PolicySnapshot, RestoreReport, ScopeSnapshot, SnapshotError, SNAPSHOT_VERSION,
+    check_version, checksum_error, DropReason, DroppedScope, LimiterSnapshot, PolicySnapshot,
+    RestoreReport, ScopeSnapshot, SnapshotError, SNAPSHOT_VERSION,
 };
 use crate::Nanos;
 
@@ -116,10 +116,9 @@ impl<Req: 'static> Policy<Req> {
         now: Nanos,
     ) -> Result<RestoreReport, SnapshotError> {
         check_version(snapshot.version)?;
-        if snapshot
-            .checksum
-            .is_some_and(|c| c != checksum::of_policy(snapshot))
-        {
+        // Every scope's checksum too, including those of scopes about to be dropped:
+        // damage anywhere means the file cannot be trusted.
+        if !snapshot.is_intact() {
             return Err(checksum_error("policy snapshot"));
         }
         let mut report = RestoreReport::default();
