@@ -682,3 +682,104 @@ fn a_snapshot_restored_under_a_real_clock_keeps_its_meaning() {
     let left = reader.peek(&1, 0).unwrap().remaining();
     assert!(left == 3 || left == 10, "{left}");
 }
+
+/// Any state a (sealed) snapshot may hold: a restore either refuses it or leaves a
+/// limiter that answers every later check, peek and refund without panicking (the tests
+/// run with overflow checks on).
+fn arbitrary_state() -> impl Strategy<Value = serde_json::Value> {
+    let edge = prop_oneof![
+        Just(0u64),
+        Just(1u64),
+        Just(u64::MAX),
+        Just(u64::MAX - 1),
+        Just(u64::MAX / 2),
+        Just(1_000 * MS),
+        0..2_000 * MS,
+        any::<u64>(),
+    ];
+    let edges = prop::collection::vec(edge.clone(), 0..5);
+    let small = prop::collection::vec((1..3 * MS, 1..4u64), 0..6);
+    (0..6u8, edge.clone(), edge.clone(), edge, edges, small).prop_map(
+        |(kind, a, b, c, list, steps)| match kind {
+            0 => serde_json::json!({ "gcra": a }),
+            1 => serde_json::json!({ "fixed_window": { "start": a, "count": b } }),
+            2 => serde_json::json!({ "sliding_window": { "start": a, "prev": b, "cur": c } }),
+            // on the window grid, with counts around the limit
+            3 => serde_json::json!({ "sliding_window": {
+                "start": a - a % (1_000 * MS), "prev": b % 12, "cur": c % 12
+            } }),
+            4 => {
+                let entries: Vec<_> = list
+                    .chunks(2)
+                    .map(|p| serde_json::json!({ "at": p[0], "total": p.get(1).copied().unwrap_or(c) }))
+                    .collect();
+                serde_json::json!({ "sliding_log": { "entries": entries, "expired_total": b } })
+            }
+            // increasing times and totals from anywhere
+            _ => {
+                let (mut at, mut total) = (a % (u64::MAX / 2), b % 1_000);
+                let expired_total = total;
+                let entries: Vec<_> = steps
+                    .iter()
+                    .map(|&(gap, cost)| {
+                        at = at.saturating_add(gap);
+                        total += cost;
+                        serde_json::json!({ "at": at, "total": total })
+                    })
+                    .collect();
+                let expired_total = if entries.is_empty() { 0 } else { expired_total };
+                serde_json::json!({ "sliding_log": { "entries": entries, "expired_total": expired_total } })
+            }
+        },
+    )
+}
+
+fn survive<A: Algorithm>(alg: A, state: &serde_json::Value, times: &[u64]) {
+    let kind = serde_json::to_value(alg.snapshot_kind().unwrap()).unwrap();
+    let value = serde_json::json!({
+        "version": SNAPSHOT_VERSION,
+        "taken_at": 1_000 * MS,
+        "algorithm": kind,
+        "rate": alg.rate(),
+        "keys": [{ "key": { "u64": 1 }, "state": state }],
+    });
+    let Ok(snapshot) = serde_json::from_value::<LimiterSnapshot>(value) else {
+        return;
+    };
+    let (clock, _mock) = Clock::mock();
+    let limiter: KeyedLimiter<u64, A> = KeyedLimiter::with_clock(alg.clone(), clock);
+    if limiter.restore_at(&snapshot, times[0]).is_err() {
+        assert!(limiter.is_empty());
+        return;
+    }
+    let capacity = alg.capacity();
+    for (i, &now) in times.iter().enumerate() {
+        let cost = [0, 1, capacity][i % 3];
+        let _ = limiter.peek_at(&1, cost, now).unwrap();
+        let _ = limiter.check_at(&1, cost, now).unwrap();
+        limiter.refund_at(&1, cost, now);
+        if i % 4 == 3 {
+            limiter.set_rate_at(
+                Rate::new(capacity * 2, alg.rate().window() * 3).unwrap(),
+                now,
+            );
+        }
+    }
+    let _ = limiter.snapshot_at(times[times.len() - 1]).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn restored_states_never_make_a_limiter_panic(
+        state in arbitrary_state(),
+        times in prop::collection::vec(prop_oneof![0..3_000 * MS, Just(u64::MAX - 1), any::<u64>()], 1..8),
+    ) {
+        survive(Gcra::new(rate()), &state, &times);
+        survive(FixedWindow::new(rate()), &state, &times);
+        survive(FixedWindow::new(rate()).anchored(Anchor::FirstRequest), &state, &times);
+        survive(SlidingWindow::new(rate()), &state, &times);
+        survive(SlidingLog::new(rate()), &state, &times);
+    }
+}

@@ -99,6 +99,11 @@ impl SlidingLogState {
             }
             (total, last_at) = (e.total, Some(e.at));
         }
+        // Running totals only grow while the log is never empty; half the range leaves
+        // room for any cost that can follow.
+        if total > u64::MAX / 2 {
+            return Err("running totals out of range".to_owned());
+        }
         if self.sum() > most {
             return Err(format!(
                 "{} units logged, more than any limit of this window allows",
