@@ -162,6 +162,28 @@ fn gcra_never_admits_more_than_the_larger_burst_while_it_changes() {
     assert_between_limits(&admitted);
 }
 
+/// Fresh keys every round, so nothing from an earlier window weighs in.
+fn fresh_keys_between_limits<A: Algorithm>(alg: A) {
+    let (clock, _mock) = Clock::mock();
+    let limiter: Arc<KeyedLimiter<u64, A>> = Arc::new(KeyedLimiter::with_clock(alg, clock));
+    let (l1, l2) = (limiter.clone(), limiter.clone());
+    let admitted = rounds(
+        move |round, key, now| {
+            l1.check_at(&(round * KEYS + key), 1, now)
+                .unwrap()
+                .is_allowed()
+        },
+        move |large, now| l2.set_rate_at(rate(if large { LARGE } else { SMALL }), now),
+    );
+    assert_between_limits(&admitted);
+}
+
+#[test]
+fn sliding_window_and_log_never_admit_more_than_the_larger_limit_while_it_changes() {
+    fresh_keys_between_limits(SlidingWindow::new(rate(SMALL)));
+    fresh_keys_between_limits(SlidingLog::new(rate(SMALL)));
+}
+
 #[test]
 fn unkeyed_sliding_log_never_admits_more_than_the_larger_limit_while_it_changes() {
     let (clock, _mock) = Clock::mock();
