@@ -1,7 +1,5 @@
 //! Snapshot and restore of a whole [`Policy`]: every scope, every key.
 
-use std::collections::HashSet;
-
 use super::Policy;
 use crate::snapshot::{
     check_version, checksum_error, DropReason, DroppedScope, LimiterSnapshot, PolicySnapshot,
@@ -122,22 +120,23 @@ impl<Req: 'static> Policy<Req> {
             return Err(checksum_error("policy snapshot"));
         }
         let mut report = RestoreReport::default();
-        let mut seen = HashSet::new();
+        // Scopes pair up by name; two scopes of one name pair up in order.
+        let mut taken = vec![false; self.scopes.len()];
         let mut plan: Vec<(usize, &LimiterSnapshot)> = Vec::new();
         for ScopeSnapshot { name, limiter } in &snapshot.scopes {
-            if !seen.insert(name.as_str()) {
-                return Err(SnapshotError::Corrupted {
-                    what: format!("scope {name:?}"),
-                    reason: "the scope appears twice".to_owned(),
-                });
-            }
-            let Some(i) = self.names.iter().position(|n| **n == **name) else {
+            let found = self
+                .names
+                .iter()
+                .zip(&taken)
+                .position(|(n, taken)| !taken && **n == **name);
+            let Some(i) = found else {
                 report.dropped.push(DroppedScope {
                     name: name.clone(),
                     reason: DropReason::NoSuchScope,
                 });
                 continue;
             };
+            taken[i] = true;
             let reason = match self.scopes[i].run.validate_snapshot(limiter) {
                 Ok(()) => {
                     plan.push((i, limiter));
@@ -157,8 +156,9 @@ impl<Req: 'static> Policy<Req> {
         report.missing = self
             .names
             .iter()
-            .filter(|n| !seen.contains(&***n))
-            .map(|n| n.to_string())
+            .zip(&taken)
+            .filter(|(_, taken)| !**taken)
+            .map(|(n, _)| n.to_string())
             .collect();
         for (i, limiter) in plan {
             // Validated above; only traffic racing the restore could change the outcome,

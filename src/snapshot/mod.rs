@@ -230,8 +230,8 @@ pub enum SnapshotError {
         /// The key.
         key: Key,
     },
-    /// The snapshot is damaged: a state breaks its algorithm's rules, a key or scope
-    /// appears twice, or a state has another algorithm's form.
+    /// The snapshot is damaged: its content does not match its checksum, a state breaks
+    /// its algorithm's rules or has another algorithm's form, or a key appears twice.
     #[error("corrupted snapshot: {what}: {reason}")]
     Corrupted {
         /// Where.
