@@ -174,7 +174,10 @@ impl<Req: 'static> Policy<Req> {
     /// has used stays used (see [`KeyedLimiter::set_rate`](crate::KeyedLimiter::set_rate)
     /// for how each algorithm carries it over). Safe while other threads check: each
     /// check of the scope runs entirely under the old rate or entirely under the new one.
-    /// Per-request limits ([`Scope::limit_by`]) keep overriding the count.
+    /// Per-request limits ([`Scope::limit_by`]) keep overriding the count. With two
+    /// scopes of one name, the first is changed. Not to be called from a
+    /// [`check_with`](Self::check_with) admission, which runs while the scopes' states
+    /// are held.
     ///
     /// ```
     /// use ratewarden::{Clock, FixedWindow, LimitChangeError, Policy, Scope};
