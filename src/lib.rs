@@ -66,6 +66,9 @@
 //! - [`headers`]: every rate-limit header convention (classic `X-RateLimit-*`, per-window,
 //!   IETF `RateLimit`/`RateLimit-Policy` drafts 6, 7 and 10, `Retry-After`) and the 429
 //!   bodies real APIs send.
+//! - [`client`]: the other side of the wire — read rate-limit headers of every style
+//!   into one value, back off with jitter, and honour `Retry-After` across a pool of
+//!   workers.
 //! - [`Clock`]: real or mock time; one reading per check.
 //!
 //! ## Semantics
@@ -83,6 +86,7 @@
 )]
 
 pub mod algorithm;
+pub mod client;
 mod client_addr;
 mod clock;
 mod concurrency;
