@@ -66,6 +66,8 @@
 //! - [`headers`]: every rate-limit header convention (classic `X-RateLimit-*`, per-window,
 //!   IETF `RateLimit`/`RateLimit-Policy` drafts 6, 7 and 10, `Retry-After`) and the 429
 //!   bodies real APIs send.
+//! - [`Pacer`]: wait for quota instead of being refused — callers queued per key in
+//!   arrival order, with deadlines, blocking or async under any executor.
 //! - [`client`]: the other side of the wire — read rate-limit headers of every style
 //!   into one value, back off with jitter, and honour `Retry-After` across a pool of
 //!   workers.
@@ -97,6 +99,7 @@ mod limiter;
 mod policy;
 mod rate;
 mod store;
+mod wait;
 
 pub use algorithm::{Anchor, FixedWindow, Gcra, SlidingLog, SlidingWindow};
 pub use client_addr::{ClientAddr, IpNet, NetParseError, TrustedProxies, DEFAULT_V6_PREFIX};
@@ -111,6 +114,7 @@ pub use policy::{
 };
 pub use rate::{Rate, MAX_WINDOW};
 pub use store::{OnFull, IDLE_GRACE};
+pub use wait::{ManualTimer, Pacer, Sleep, ThreadTimer, Timer, WaitError, DEFAULT_MAX_WAITERS};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
