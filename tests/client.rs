@@ -452,3 +452,20 @@ fn gate_is_shared_across_threads() {
     });
     assert_eq!(gate.remaining(), secs(80));
 }
+
+#[test]
+fn with_both_styles_sent_the_named_scope_is_the_closest() {
+    let info = RateLimitInfo::parse(
+        [
+            ("X-RateLimit-Limit", "8"),
+            ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset", "10"),
+            ("RateLimit-Policy", r#""key";q=600;w=60, "burst";q=8;w=10"#),
+            ("RateLimit", r#""key";r=590;t=60, "burst";r=0;t=10"#),
+        ],
+        now(),
+    );
+    assert_eq!(info.quotas.len(), 3);
+    assert_eq!(info.closest().unwrap().name.as_deref(), Some("burst"));
+    assert_eq!(info.wait(), Some(secs(10)));
+}

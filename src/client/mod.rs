@@ -98,12 +98,15 @@ impl RateLimitInfo {
         Self::parse(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())), now)
     }
 
-    /// The quota closest to exhaustion: least remaining, then the longer reset.
+    /// The quota closest to exhaustion: least remaining, then the longer reset, then a
+    /// named quota over the unnamed classic one (a server sending both styles describes
+    /// the same scope twice).
     pub fn closest(&self) -> Option<&Quota> {
         let key = |q: &Quota| {
             (
                 q.remaining.unwrap_or(u64::MAX),
                 std::cmp::Reverse(q.reset_after),
+                q.name.is_none(),
             )
         };
         self.quotas.iter().min_by_key(|q| key(q))
