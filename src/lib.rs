@@ -103,7 +103,7 @@ mod wait;
 
 pub use algorithm::{Anchor, FixedWindow, Gcra, SlidingLog, SlidingWindow};
 pub use client_addr::{ClientAddr, IpNet, NetParseError, TrustedProxies, DEFAULT_V6_PREFIX};
-pub use clock::{to_system_time, Clock, Nanos};
+pub use clock::{to_system_time, Clock, Nanos, COARSE_INTERVAL};
 pub use concurrency::{ConcurrencyError, ConcurrencyLimiter, Permit, Ticket};
 pub use decision::Decision;
 pub use error::{CheckError, RateError};
