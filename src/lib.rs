@@ -52,7 +52,8 @@
 //!
 //! - [`Rate`]: a validated quota, `Rate::per_minute(600)` or `"600/min".parse()`.
 //! - Algorithms ([`algorithm`]): [`FixedWindow`], [`SlidingLog`], [`SlidingWindow`] and
-//!   [`Gcra`] — pure state machines, one file each.
+//!   [`Gcra`] — pure state machines, one file each — and [`CalendarQuota`] (per UTC day or
+//!   calendar month; [`CalendarLimiter`] gives each key its own billing date).
 //! - Limiters: [`KeyedLimiter`] (one quota per key, idle keys evicted automatically, a hard
 //!   key cap) and [`UnkeyedLimiter`]; both implement [`Limiter`].
 //! - [`Decision`]: allowed or denied, `limit`, `remaining`, `reset_after`, `retry_after`.
@@ -83,6 +84,7 @@
 )]
 
 pub mod algorithm;
+mod calendar_limiter;
 mod client_addr;
 mod clock;
 mod concurrency;
@@ -94,7 +96,11 @@ mod policy;
 mod rate;
 mod store;
 
-pub use algorithm::{Anchor, FixedWindow, Gcra, SlidingLog, SlidingWindow};
+pub use algorithm::{
+    Anchor, AnchorError, CalendarQuota, CycleAnchor, FixedWindow, Gcra, Period, SlidingLog,
+    SlidingWindow,
+};
+pub use calendar_limiter::CalendarLimiter;
 pub use client_addr::{ClientAddr, IpNet, NetParseError, TrustedProxies, DEFAULT_V6_PREFIX};
 pub use clock::{to_system_time, Clock, Nanos};
 pub use concurrency::{ConcurrencyError, ConcurrencyLimiter, Permit, Ticket};
