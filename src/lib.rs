@@ -88,6 +88,8 @@ mod calendar_limiter;
 mod client_addr;
 mod clock;
 mod concurrency;
+#[cfg(feature = "serde")]
+pub mod config;
 mod decision;
 mod error;
 pub mod headers;
