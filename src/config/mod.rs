@@ -65,6 +65,8 @@ mod attributes;
 mod build;
 mod error;
 mod raw;
+mod read;
+mod scope;
 
 use serde::{Deserialize, Deserializer};
 
