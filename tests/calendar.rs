@@ -1,13 +1,14 @@
 //! Calendar quotas through the public API, on a mock clock: month ends, February in leap
 //! and common years, anchors on the 29th/30th/31st, UTC day boundaries, per-key anchors,
-//! headers, eviction and concurrent checks.
+//! headers, eviction, concurrent checks, and a property test against a reference calendar.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ratewarden::headers::{HeaderFormat, Reset};
 use ratewarden::{
-    CalendarLimiter, CalendarQuota, Clock, CycleAnchor, KeyedLimiter, Limiter, Nanos, Policy, Scope,
+    CalendarLimiter, CalendarQuota, CheckError, Clock, CycleAnchor, KeyedLimiter, Limiter, Nanos,
+    Policy, Scope,
 };
 
 /// Seconds since the epoch of a UTC date-time, computed independently of the crate's
@@ -256,4 +257,163 @@ fn concurrent_checks_never_admit_more_than_the_period_allows() {
     assert!(limiter.check(&7, anchor, 1).unwrap().is_denied());
     mock.increment(Duration::from_secs(86_400));
     assert_eq!(run(&limiter), 500);
+}
+
+/// A reference calendar written from the Gregorian rules, sharing nothing with the crate:
+/// the `[start, end)` in seconds of the monthly period containing `t` for an anchor on
+/// `day` at `tod` seconds after midnight UTC.
+mod reference {
+    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+        era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+    }
+
+    fn civil_from_days(z: i64) -> (i64, i64) {
+        let z = z + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        (yoe + era * 400 + i64::from(m <= 2), m)
+    }
+
+    fn days_in(y: i64, m: i64) -> i64 {
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        match m {
+            2 if leap => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        }
+    }
+
+    fn boundary(y: i64, m: i64, day: i64, tod: i64) -> i64 {
+        days_from_civil(y, m, day.min(days_in(y, m))) * 86_400 + tod
+    }
+
+    pub fn month(t: i64, day: i64, tod: i64) -> (i64, i64) {
+        let (y, m) = civil_from_days(t.div_euclid(86_400));
+        let (py, pm) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
+        let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+        let here = boundary(y, m, day, tod);
+        if t >= here {
+            (here, boundary(ny, nm, day, tod))
+        } else {
+            (boundary(py, pm, day, tod), here)
+        }
+    }
+}
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Advance(u64),
+        Check(usize, u64),
+        Refund(usize, u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            // from a second to about 40 days
+            2 => (1u64..3_500_000).prop_map(Op::Advance),
+            1 => (0u64..40).prop_map(|d| Op::Advance(d * 86_400)),
+            4 => (0usize..3, 0u64..4).prop_map(|(k, c)| Op::Check(k, c)),
+            1 => (0usize..3, 1u64..4).prop_map(|(k, c)| Op::Refund(k, c)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Monthly quotas with per-key anchors against the reference calendar and a model
+        /// that keeps every admission and refund: each decision matches field for field.
+        #[test]
+        fn monthly_quota_matches_the_reference_calendar(
+            start in 1_640_995_200u64..1_767_225_600, // 2022 to 2025
+            anchors in proptest::collection::vec((1u8..=31, 0u8..24, 0u8..60), 3),
+            limit in 1u64..6,
+            ops in proptest::collection::vec(op(), 1..120),
+        ) {
+            let (clock, mock) = clock_at(start);
+            let limiter: CalendarLimiter<usize> =
+                CalendarLimiter::with_clock(CalendarQuota::monthly(limit).unwrap(), clock.clone());
+            let anchors: Vec<(CycleAnchor, i64, i64)> = anchors
+                .iter()
+                .map(|&(d, h, m)| {
+                    let tod = i64::from(h) * 3_600 + i64::from(m) * 60;
+                    (CycleAnchor::new(d, h, m, 0).unwrap(), i64::from(d), tod)
+                })
+                .collect();
+            // (time in seconds, +admitted / -refunded) per key
+            let mut events: Vec<Vec<(i64, i64)>> = vec![Vec::new(); 3];
+            let mut now = start;
+            for op in ops {
+                let t = now as i64;
+                match op {
+                    Op::Advance(s) => {
+                        now += s;
+                        mock.increment(Duration::from_secs(s));
+                    }
+                    Op::Check(k, cost) => {
+                        let (anchor, day, tod) = anchors[k];
+                        let (ps, pe) = reference::month(t, day, tod);
+                        let used: i64 = events[k]
+                            .iter()
+                            .filter(|(at, _)| ps <= *at && *at < pe)
+                            .map(|(_, c)| c)
+                            .sum();
+                        let used = used as u64;
+                        let result = limiter.check(&k, anchor, cost);
+                        if cost > limit {
+                            prop_assert_eq!(
+                                result,
+                                Err(CheckError::CostExceedsCapacity { cost, capacity: limit })
+                            );
+                            continue;
+                        }
+                        let d = result.unwrap();
+                        let to_end = nanos((pe - t) as u64);
+                        prop_assert_eq!(d.window_nanos(), nanos((pe - ps) as u64));
+                        prop_assert_eq!(d.limit(), limit);
+                        if used + cost <= limit {
+                            prop_assert!(d.is_allowed());
+                            prop_assert_eq!(d.remaining(), limit - used - cost);
+                            let reset = if used + cost == 0 { 0 } else { to_end };
+                            prop_assert_eq!(d.reset_after_nanos(), reset);
+                            if cost > 0 {
+                                events[k].push((t, cost as i64));
+                            }
+                        } else {
+                            prop_assert!(d.is_denied());
+                            prop_assert_eq!(d.remaining(), limit - used);
+                            prop_assert_eq!(d.retry_after_nanos(), to_end);
+                            prop_assert_eq!(d.reset_after_nanos(), to_end);
+                        }
+                    }
+                    Op::Refund(k, cost) => {
+                        let (anchor, day, tod) = anchors[k];
+                        let (ps, pe) = reference::month(t, day, tod);
+                        let used: i64 = events[k]
+                            .iter()
+                            .filter(|(at, _)| ps <= *at && *at < pe)
+                            .map(|(_, c)| c)
+                            .sum();
+                        limiter.refund(&k, anchor, cost);
+                        let back = used.min(cost as i64);
+                        if back > 0 {
+                            events[k].push((t, -back));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
