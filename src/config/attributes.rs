@@ -65,6 +65,16 @@ impl Attributes {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Number of attributes.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no attributes.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The attributes, in the order first set.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
         self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
