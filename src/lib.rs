@@ -52,7 +52,8 @@
 //!
 //! - [`Rate`]: a validated quota, `Rate::per_minute(600)` or `"600/min".parse()`.
 //! - Algorithms ([`algorithm`]): [`FixedWindow`], [`SlidingLog`], [`SlidingWindow`] and
-//!   [`Gcra`] — pure state machines, one file each.
+//!   [`Gcra`] — pure state machines, one file each — and [`CalendarQuota`] (per UTC day or
+//!   calendar month; [`CalendarLimiter`] gives each key its own billing date).
 //! - Limiters: [`KeyedLimiter`] (one quota per key, idle keys evicted automatically, a hard
 //!   key cap) and [`UnkeyedLimiter`]; both implement [`Limiter`].
 //! - [`Decision`]: allowed or denied, `limit`, `remaining`, `reset_after`, `retry_after`.
@@ -88,10 +89,13 @@
 )]
 
 pub mod algorithm;
+mod calendar_limiter;
 pub mod client;
 mod client_addr;
 mod clock;
 mod concurrency;
+#[cfg(feature = "serde")]
+pub mod config;
 mod decision;
 mod error;
 pub mod headers;
@@ -101,7 +105,11 @@ mod rate;
 mod store;
 mod wait;
 
-pub use algorithm::{Anchor, FixedWindow, Gcra, SlidingLog, SlidingWindow};
+pub use algorithm::{
+    Anchor, AnchorError, CalendarQuota, CycleAnchor, FixedWindow, Gcra, Period, SlidingLog,
+    SlidingWindow,
+};
+pub use calendar_limiter::CalendarLimiter;
 pub use client_addr::{ClientAddr, IpNet, NetParseError, TrustedProxies, DEFAULT_V6_PREFIX};
 pub use clock::{to_system_time, Clock, Nanos, COARSE_INTERVAL};
 pub use concurrency::{ConcurrencyError, ConcurrencyLimiter, Permit, Ticket};

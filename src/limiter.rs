@@ -371,6 +371,59 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
     }
 }
 
+impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
+    /// [`transact`](Self::transact) judged by `alg`, a variant of the limiter's own
+    /// algorithm (e.g. with a per-key calendar anchor) whose states the limiter's own
+    /// algorithm still knows to be idle or not.
+    pub(crate) fn transact_with<Q>(
+        &self,
+        alg: &A,
+        key: &Q,
+        cost: u64,
+        now: Nanos,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        check_cost(alg, cost)?;
+        self.store.with_cell(&self.alg, key, now, |cell| {
+            cell.lock(|state| decide_then(alg, state, now, cost, then))
+        })
+    }
+
+    /// [`peek_at`](Self::peek_at) judged by `alg`; see [`transact_with`](Self::transact_with).
+    pub(crate) fn peek_with<Q>(
+        &self,
+        alg: &A,
+        key: &Q,
+        cost: u64,
+        now: Nanos,
+    ) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        check_cost(alg, cost)?;
+        let seen = self.store.with_existing(&self.alg, key, now, |cell| {
+            cell.update(|state| alg.decide(state, now, cost))
+        });
+        Ok(seen.unwrap_or_else(|| alg.decide(&mut alg.fresh(), now, cost)))
+    }
+
+    /// [`refund_at`](Self::refund_at) judged by `alg`; see [`transact_with`](Self::transact_with).
+    pub(crate) fn refund_with<Q>(&self, alg: &A, key: &Q, cost: u64, now: Nanos)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.store.with_existing(&self.alg, key, now, |cell| {
+            cell.lock(|s| alg.refund(s, now, cost))
+        });
+    }
+}
+
 impl<K, A> Limiter<K> for KeyedLimiter<K, A>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,

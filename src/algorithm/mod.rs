@@ -12,7 +12,9 @@
 //! | [`SlidingLog`] | admitted (time, cost) entries | exact rolling window |
 //! | [`SlidingWindow`] | previous + current count | weighted approximation of a rolling window |
 //! | [`Gcra`] | theoretical arrival time (`u64`) | exact token bucket with burst |
+//! | [`CalendarQuota`] | period start, end + count | exact per calendar day or month |
 
+mod calendar;
 mod cell;
 mod fixed_window;
 mod gcra;
@@ -21,6 +23,7 @@ mod sliding_window;
 
 use std::fmt::Debug;
 
+pub use calendar::{AnchorError, CalendarQuota, CalendarState, CycleAnchor, Period, NOMINAL_MONTH};
 pub use cell::{AtomicCell, StateCell};
 pub use fixed_window::{Anchor, FixedWindow, FixedWindowState};
 pub use gcra::Gcra;
