@@ -92,6 +92,8 @@ pub mod headers;
 mod limiter;
 mod policy;
 mod rate;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod store;
 
 pub use algorithm::{Anchor, FixedWindow, Gcra, SlidingLog, SlidingWindow};
