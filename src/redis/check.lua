@@ -1,7 +1,7 @@
 -- ratewarden: one policy check, all or nothing.
 --
 -- KEYS[i]: the state of the i-th applicable scope.
--- ARGV: commit (1/0), cost, then six numbers per scope:
+-- ARGV: commit (1/0), cost, a time (0: the server's), then six numbers per scope:
 --   algorithm (1 fixed window, 2 sliding window, 3 sliding log, 4 gcra), shadow (1/0),
 --   limit n (gcra: burst), window W, p1, p2
 --   fixed window: p1 = anchor (0 clock, 1 first request)
@@ -20,10 +20,14 @@ if redis.replicate_commands then
   pcall(redis.replicate_commands)
 end
 
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local commit = ARGV[1] == '1'
 local cost = tonumber(ARGV[2])
+-- A time given by the caller replaces the server's only in the differential tests.
+local now = tonumber(ARGV[3])
+if now == 0 then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
 local count = #KEYS
 
 local function idiv(x, y)
@@ -56,9 +60,10 @@ local function min(a, b)
   return b
 end
 
+-- Expires the key `micros` after now (rounded up to a millisecond). An absolute time, so
+-- that the expiry follows the same clock as the decisions.
 local function expire(key, micros)
-  -- milliseconds, rounded up, at least one
-  redis.call('PEXPIRE', key, str(max(1, idiv(micros + 999, 1000))))
+  redis.call('PEXPIREAT', key, str(idiv(now + max(micros, 1) + 999, 1000)))
 end
 
 local function allow(n, rem, unit, reset)
@@ -241,13 +246,14 @@ end
 local function gcra_commit(key, b, w, t, tau, c)
   local tat = tonumber(redis.call('GET', key)) or 0
   local new = max(tat, now) + c * t
-  redis.call('SET', key, str(new), 'PX', str(max(1, idiv(new - now + 999, 1000))))
+  redis.call('SET', key, str(new))
+  expire(key, new - now)
 end
 
 -- The check ----------------------------------------------------------------------------
 
 local function scope(i)
-  local a = 3 + (i - 1) * 6
+  local a = 4 + (i - 1) * 6
   return tonumber(ARGV[a]), ARGV[a + 1] == '1', tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]),
     tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
 end

@@ -313,7 +313,7 @@ impl<Req: 'static> RedisPolicy<Req> {
         req: &Req,
         cost: u64,
     ) -> Result<RedisDecision<'_>, RedisCheckError> {
-        self.run_sync(redis, req, cost, true)
+        self.run_sync(redis, req, cost, true, 0)
     }
 
     /// What [`check`](Self::check) would answer now, consuming nothing.
@@ -323,7 +323,7 @@ impl<Req: 'static> RedisPolicy<Req> {
         req: &Req,
         cost: u64,
     ) -> Result<RedisDecision<'_>, RedisCheckError> {
-        self.run_sync(redis, req, cost, false)
+        self.run_sync(redis, req, cost, false, 0)
     }
 
     /// [`check`](Self::check) on an async connection.
@@ -346,14 +346,32 @@ impl<Req: 'static> RedisPolicy<Req> {
         self.run_async(redis, req, cost, false).await
     }
 
+    /// [`check`](Self::check) (or, with `commit` false, [`peek`](Self::peek)) at a time
+    /// given in microseconds since the Unix epoch instead of the server's clock.
+    ///
+    /// Only for tests that hold the Redis backend to the in-process algorithms decision
+    /// by decision: several instances must never pass their own clocks.
+    #[doc(hidden)]
+    pub fn check_at_micros(
+        &self,
+        redis: &RedisBackend,
+        req: &Req,
+        cost: u64,
+        commit: bool,
+        at_micros: u64,
+    ) -> Result<RedisDecision<'_>, RedisCheckError> {
+        self.run_sync(redis, req, cost, commit, at_micros.max(1))
+    }
+
     fn run_sync(
         &self,
         redis: &RedisBackend,
         req: &Req,
         cost: u64,
         commit: bool,
+        at_micros: u64,
     ) -> Result<RedisDecision<'_>, RedisCheckError> {
-        let Some(prepared) = self.prepare(req, cost, commit)? else {
+        let Some(prepared) = self.prepare(req, cost, commit, at_micros)? else {
             return Ok(self.empty());
         };
         let reply = redis.eval(&prepared);
@@ -367,7 +385,7 @@ impl<Req: 'static> RedisPolicy<Req> {
         cost: u64,
         commit: bool,
     ) -> Result<RedisDecision<'_>, RedisCheckError> {
-        let Some(prepared) = self.prepare(req, cost, commit)? else {
+        let Some(prepared) = self.prepare(req, cost, commit, 0)? else {
             return Ok(self.empty());
         };
         let reply = redis.eval(&prepared).await;
@@ -391,13 +409,14 @@ impl<Req: 'static> RedisPolicy<Req> {
         req: &Req,
         cost: u64,
         commit: bool,
+        at_micros: u64,
     ) -> Result<Option<Prepared>, RedisCheckError> {
         let mut prepared = Prepared {
             keys: Vec::with_capacity(self.scopes.len()),
-            args: Vec::with_capacity(2 + 6 * self.scopes.len()),
+            args: Vec::with_capacity(3 + 6 * self.scopes.len()),
             slots: Vec::with_capacity(self.scopes.len()),
         };
-        prepared.args.extend([u64::from(commit), cost]);
+        prepared.args.extend([u64::from(commit), cost, at_micros]);
         let mut tag: Option<Option<String>> = None;
         for (i, built) in self.scopes.iter().enumerate() {
             let scope = &built.scope;
