@@ -1071,3 +1071,11 @@ fn keyslot_fallback(key: &str) -> u64 {
     }
     u64::from(crc) % 16_384
 }
+
+#[test]
+fn an_async_backend_outside_a_runtime_is_a_typed_error() {
+    assert_eq!(
+        AsyncRedisBackend::open("redis://127.0.0.1:1/").unwrap_err(),
+        RedisCheckError::NoRuntime
+    );
+}

@@ -1,8 +1,8 @@
 //! The Redis script against the in-process algorithms, decision by decision.
 //!
 //! Both are driven through the same pseudo-random sequences of times (including window
-//! boundaries ±1 µs and exact retry-afters), keys, costs (0 to beyond capacity), checks
-//! and peeks; every field of every decision must match. The script is given the time
+//! boundaries ±1 µs and exact retry-afters), keys, costs (0 to beyond capacity), checks,
+//! peeks and refunds; every field of every decision must match. The script is given the time
 //! (in whole microseconds, the server clock's resolution) instead of reading the server's
 //! clock; the times lie years ahead, so no key expires in real time during the test.
 //! The one difference allowed: a sliding-window retry-after is the model's rounded up to a
@@ -91,6 +91,14 @@ fn run<A: Algorithm + Into<RedisAlgorithm>>(redis: &RedisBackend, name: &str, al
         let commit = rng.below(5) != 0;
         let now_ns = now_us * 1_000;
         let state = states.entry(key).or_insert_with(|| alg.fresh());
+        if rng.below(8) == 0 {
+            let back = rng.below(cap + 2);
+            alg.refund(state, now_ns, back);
+            policy
+                .refund_at_micros(redis, &key, back, now_us)
+                .unwrap_or_else(|e| panic!("{name} seed {seed} step {step}: refund: {e}"));
+            continue;
+        }
         let expected = if cost > cap {
             Err(CheckError::CostExceedsCapacity {
                 cost,
@@ -131,7 +139,7 @@ fn the_script_decides_exactly_as_the_in_process_algorithms() {
         .unwrap()
         .with_deadline(Duration::from_secs(5));
     let ms = Duration::from_millis;
-    for seed in [1u64, 7, 42, 1_234_567] {
+    for seed in [1u64, 7, 42, 1_234_567, 99, 2_024, 31_337, 8_675_309] {
         run(
             &redis,
             "fixed",
@@ -163,6 +171,55 @@ fn the_script_decides_exactly_as_the_in_process_algorithms() {
                 .with_burst(6)
                 .unwrap(),
             seed,
+        );
+    }
+}
+
+/// Refunds that take part of the newest of several log entries, then checks: the
+/// scripted sequence the random one reaches too rarely.
+#[test]
+fn partial_refunds_of_a_sliding_log_match_the_model() {
+    let Some(server) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let redis = RedisBackend::open(&server.url())
+        .unwrap()
+        .with_deadline(Duration::from_secs(5));
+    let alg = SlidingLog::new(Rate::new(10, Duration::from_secs(1)).unwrap());
+    let policy: RedisPolicy<u64> = RedisPolicy::builder()
+        .name("partial-refunds")
+        .scope(RedisScope::keyed("s", alg, |k: &u64| Some(*k)))
+        .build()
+        .unwrap();
+    let mut state = alg.fresh();
+    let t0 = 4_000_000_000_000_000u64; // µs, far ahead
+    let ops: [(u64, Option<u64>, u64); 8] = [
+        (0, None, 2),
+        (1_000, None, 3),
+        (2_000, None, 4),
+        (2_000, Some(2), 0), // part of the newest entry
+        (3_000, None, 3),
+        (3_000, Some(4), 0), // all of the newest and part of the one before
+        (1_001_000, None, 4),
+        (1_500_000, None, 10),
+    ];
+    for (at, refund, cost) in ops {
+        let (now_us, now_ns) = (t0 + at, (t0 + at) * 1_000);
+        if let Some(back) = refund {
+            alg.refund(&mut state, now_ns, back);
+            policy.refund_at_micros(&redis, &7, back, now_us).unwrap();
+        }
+        let model = alg.decide(&mut state, now_ns, cost);
+        if model.is_allowed() {
+            alg.commit(&mut state, now_ns, cost);
+        }
+        let d = policy
+            .check_at_micros(&redis, &7, cost, true, now_us)
+            .unwrap();
+        assert_eq!(
+            fields(&d.scope("s").unwrap().decision),
+            fields(&model),
+            "at {at}"
         );
     }
 }

@@ -165,7 +165,8 @@ pub struct AsyncRedisBackend {
 
 impl AsyncRedisBackend {
     /// A backend for the server at `url` with the [`DEFAULT_DEADLINE`]. Connects on first
-    /// use; must be called within a tokio runtime.
+    /// use. Must be called within a tokio runtime ([`RedisCheckError::NoRuntime`]
+    /// otherwise).
     pub fn open(url: &str) -> Result<AsyncRedisBackend, RedisCheckError> {
         Self::open_with_deadline(url, DEFAULT_DEADLINE)
     }
@@ -175,6 +176,10 @@ impl AsyncRedisBackend {
         url: &str,
         deadline: Duration,
     ) -> Result<AsyncRedisBackend, RedisCheckError> {
+        // The connection manager spawns its reconnection onto the current runtime.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RedisCheckError::NoRuntime);
+        }
         let client = redis::Client::open(url).map_err(|e| connection_error(&e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(deadline))

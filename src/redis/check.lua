@@ -1,7 +1,8 @@
 -- ratewarden: one policy check, all or nothing.
 --
 -- KEYS[i]: the state of the i-th applicable scope.
--- ARGV: commit (1/0), cost, a time (0: the server's), then six numbers per scope:
+-- ARGV: mode (1 check, 0 peek, 2 refund), cost, a time (0: the server's), then six
+-- numbers per scope:
 --   algorithm (1 fixed window, 2 sliding window, 3 sliding log, 4 gcra), shadow (1/0),
 --   limit n (gcra: burst), window W, p1, p2
 --   fixed window: p1 = anchor (0 clock, 1 first request)
@@ -21,6 +22,7 @@ if redis.replicate_commands then
 end
 
 local commit = ARGV[1] == '1'
+local refunding = ARGV[1] == '2'
 local cost = tonumber(ARGV[2])
 -- A time given by the caller replaces the server's only in the differential tests.
 local now = tonumber(ARGV[3])
@@ -257,6 +259,86 @@ local function scope(i)
   return tonumber(ARGV[a]), ARGV[a + 1] == '1', tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]),
     tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
 end
+
+-- Refunds: give back up to `c`, never leaving a state fuller than fresh ----------------
+
+local function fw_refund(key, n, w, anchor, c)
+  local start, used = fw_current(key, n, w, anchor)
+  local left = max(used - c, 0)
+  if left == 0 then
+    redis.call('DEL', key)
+  else
+    redis.call('HSET', key, 's', str(start), 'c', str(left))
+    expire(key, start + w - now)
+  end
+end
+
+local function sw_refund(key, n, w, c)
+  local s, prev, cur = sw_rolled(key, w)
+  local from_cur = min(c, cur)
+  cur = cur - from_cur
+  prev = prev - min(c - from_cur, prev)
+  if prev == 0 and cur == 0 then
+    redis.call('DEL', key)
+  else
+    redis.call('HSET', key, 's', str(s), 'p', str(prev), 'c', str(cur))
+    expire(key, s + 2 * w - now)
+  end
+end
+
+local function sl_refund(key, n, w, c)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', str(now - w))
+  local left = c
+  while left > 0 do
+    local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    if #last == 0 then break end
+    local total, cost = sl_parse(last[1])
+    local take = min(left, cost)
+    left = left - take
+    redis.call('ZREM', key, last[1])
+    if take < cost then
+      -- the newest entry keeps the rest; its running total stays above the one before
+      local member = string.format('%016.0f:%.0f', total - take, cost - take)
+      redis.call('ZADD', key, last[2], member)
+    end
+  end
+end
+
+local function gcra_refund(key, b, w, t, tau, c)
+  local tat = tonumber(redis.call('GET', key)) or 0
+  if tat <= now then
+    return
+  end
+  tat = max(tat - c * t, now)
+  if tat <= now then
+    redis.call('DEL', key)
+  else
+    redis.call('SET', key, str(tat))
+    expire(key, tat - now)
+  end
+end
+
+local function refund(i, c)
+  local alg, _, n, w, p1, p2 = scope(i)
+  local key = KEYS[i]
+  if alg == 1 then
+    fw_refund(key, n, w, p1, c)
+  elseif alg == 2 then
+    sw_refund(key, n, w, c)
+  elseif alg == 3 then
+    sl_refund(key, n, w, c)
+  else
+    gcra_refund(key, n, w, p1, p2, c)
+  end
+end
+
+if refunding then
+  for i = 1, count do
+    refund(i, cost)
+  end
+  return { 1 }
+end
+
 
 local function decide(i, c)
   local alg, _, n, w, p1, p2 = scope(i)

@@ -81,6 +81,10 @@ pub enum RedisCheckError {
         /// What failed.
         detail: Arc<str>,
     },
+    /// An [`AsyncRedisBackend`](super::AsyncRedisBackend) was opened outside a tokio
+    /// runtime.
+    #[error("an async Redis backend must be opened within a tokio runtime")]
+    NoRuntime,
     /// The server answered with an error, or with a reply the script cannot give.
     #[error("Redis failed the check: {detail}")]
     Server {

@@ -69,6 +69,14 @@ impl<'p> Deref for RedisDecision<'p> {
     }
 }
 
+/// What the script does (its first argument).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Peek = 0,
+    Check = 1,
+    Refund = 2,
+}
+
 type TagFn<Req> = Box<dyn Fn(&Req) -> Option<String> + Send + Sync>;
 
 enum HashTag<Req> {
@@ -313,7 +321,7 @@ impl<Req: 'static> RedisPolicy<Req> {
         req: &Req,
         cost: u64,
     ) -> Result<RedisDecision<'_>, RedisCheckError> {
-        self.run_sync(redis, req, cost, true, 0)
+        self.run_sync(redis, req, cost, Mode::Check, 0)
     }
 
     /// What [`check`](Self::check) would answer now, consuming nothing.
@@ -323,7 +331,7 @@ impl<Req: 'static> RedisPolicy<Req> {
         req: &Req,
         cost: u64,
     ) -> Result<RedisDecision<'_>, RedisCheckError> {
-        self.run_sync(redis, req, cost, false, 0)
+        self.run_sync(redis, req, cost, Mode::Peek, 0)
     }
 
     /// [`check`](Self::check) on an async connection.
@@ -333,7 +341,7 @@ impl<Req: 'static> RedisPolicy<Req> {
         req: &Req,
         cost: u64,
     ) -> Result<RedisDecision<'_>, RedisCheckError> {
-        self.run_async(redis, req, cost, true).await
+        self.run_async(redis, req, cost, Mode::Check).await
     }
 
     /// [`peek`](Self::peek) on an async connection.
@@ -343,7 +351,7 @@ impl<Req: 'static> RedisPolicy<Req> {
         req: &Req,
         cost: u64,
     ) -> Result<RedisDecision<'_>, RedisCheckError> {
-        self.run_async(redis, req, cost, false).await
+        self.run_async(redis, req, cost, Mode::Peek).await
     }
 
     /// [`check`](Self::check) (or, with `commit` false, [`peek`](Self::peek)) at a time
@@ -360,7 +368,60 @@ impl<Req: 'static> RedisPolicy<Req> {
         commit: bool,
         at_micros: u64,
     ) -> Result<RedisDecision<'_>, RedisCheckError> {
-        self.run_sync(redis, req, cost, commit, at_micros.max(1))
+        let mode = if commit { Mode::Check } else { Mode::Peek };
+        self.run_sync(redis, req, cost, mode, at_micros.max(1))
+    }
+
+    /// [`refund`](Self::refund) at a time given in microseconds; see
+    /// [`check_at_micros`](Self::check_at_micros).
+    #[doc(hidden)]
+    pub fn refund_at_micros(
+        &self,
+        redis: &RedisBackend,
+        req: &Req,
+        cost: u64,
+        at_micros: u64,
+    ) -> Result<(), RedisCheckError> {
+        self.refund_sync(redis, req, cost, at_micros.max(1))
+    }
+
+    /// Gives back up to `cost` in every applicable scope (e.g. the upstream job failed),
+    /// never leaving a scope fuller than a fresh key, as
+    /// [`Policy::refund`](crate::Policy::refund). Failures are returned whatever the
+    /// failure mode.
+    pub fn refund(
+        &self,
+        redis: &RedisBackend,
+        req: &Req,
+        cost: u64,
+    ) -> Result<(), RedisCheckError> {
+        self.refund_sync(redis, req, cost, 0)
+    }
+
+    /// [`refund`](Self::refund) on an async connection.
+    pub async fn refund_async(
+        &self,
+        redis: &AsyncRedisBackend,
+        req: &Req,
+        cost: u64,
+    ) -> Result<(), RedisCheckError> {
+        match self.prepare(req, cost, Mode::Refund, 0)? {
+            Some(prepared) => redis.eval(&prepared).await.map(drop),
+            None => Ok(()),
+        }
+    }
+
+    fn refund_sync(
+        &self,
+        redis: &RedisBackend,
+        req: &Req,
+        cost: u64,
+        at_micros: u64,
+    ) -> Result<(), RedisCheckError> {
+        match self.prepare(req, cost, Mode::Refund, at_micros)? {
+            Some(prepared) => redis.eval(&prepared).map(drop),
+            None => Ok(()),
+        }
     }
 
     fn run_sync(
@@ -368,10 +429,10 @@ impl<Req: 'static> RedisPolicy<Req> {
         redis: &RedisBackend,
         req: &Req,
         cost: u64,
-        commit: bool,
+        mode: Mode,
         at_micros: u64,
     ) -> Result<RedisDecision<'_>, RedisCheckError> {
-        let Some(prepared) = self.prepare(req, cost, commit, at_micros)? else {
+        let Some(prepared) = self.prepare(req, cost, mode, at_micros)? else {
             return Ok(self.empty());
         };
         let reply = redis.eval(&prepared);
@@ -383,9 +444,9 @@ impl<Req: 'static> RedisPolicy<Req> {
         redis: &AsyncRedisBackend,
         req: &Req,
         cost: u64,
-        commit: bool,
+        mode: Mode,
     ) -> Result<RedisDecision<'_>, RedisCheckError> {
-        let Some(prepared) = self.prepare(req, cost, commit, 0)? else {
+        let Some(prepared) = self.prepare(req, cost, mode, 0)? else {
             return Ok(self.empty());
         };
         let reply = redis.eval(&prepared).await;
@@ -408,7 +469,7 @@ impl<Req: 'static> RedisPolicy<Req> {
         &self,
         req: &Req,
         cost: u64,
-        commit: bool,
+        mode: Mode,
         at_micros: u64,
     ) -> Result<Option<Prepared>, RedisCheckError> {
         let mut prepared = Prepared {
@@ -416,14 +477,14 @@ impl<Req: 'static> RedisPolicy<Req> {
             args: Vec::with_capacity(3 + 6 * self.scopes.len()),
             slots: Vec::with_capacity(self.scopes.len()),
         };
-        prepared.args.extend([u64::from(commit), cost, at_micros]);
+        prepared.args.extend([mode as u64, cost, at_micros]);
         let mut tag: Option<Option<String>> = None;
         for (i, built) in self.scopes.iter().enumerate() {
             let scope = &built.scope;
             let Some(key) = (scope.key)(req) else {
                 continue;
             };
-            let params = match self.params_for(built, req, cost) {
+            let params = match self.params_for(built, req, cost, mode) {
                 Ok(params) => params,
                 // A shadow scope never fails a request, not even for a cost it cannot hold.
                 Err(_) if scope.shadow => continue,
@@ -472,7 +533,13 @@ impl<Req: 'static> RedisPolicy<Req> {
 
     /// The scope's parameters for this request: its per-request limit applied, and the
     /// cost checked against its capacity, as in-process.
-    fn params_for(&self, built: &Built<Req>, req: &Req, cost: u64) -> Result<Params, CheckError> {
+    fn params_for(
+        &self,
+        built: &Built<Req>,
+        req: &Req,
+        cost: u64,
+        mode: Mode,
+    ) -> Result<Params, CheckError> {
         let scope = &built.scope;
         let limit = scope.limit.as_ref().and_then(|f| f(req));
         let (alg, params) = match limit {
@@ -486,7 +553,7 @@ impl<Req: 'static> RedisPolicy<Req> {
             }
             _ => (scope.alg, built.params),
         };
-        if cost > alg.capacity() {
+        if cost > alg.capacity() && mode != Mode::Refund {
             return Err(CheckError::CostExceedsCapacity {
                 cost,
                 capacity: alg.capacity(),
