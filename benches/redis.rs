@@ -64,13 +64,21 @@ fn bench(c: &mut Criterion) {
             black_box(policy.check(&sync, &req(i), 1).unwrap().is_allowed())
         })
     });
-    for threads in [4u64, 16] {
-        group.bench_function(format!("sync/{threads} threads, one connection"), |b| {
+    let pooled = RedisBackend::open(&server.url())
+        .unwrap()
+        .with_deadline(Duration::from_secs(5))
+        .with_connections(4);
+    for (threads, sync, conns) in [
+        (4u64, &sync, "one connection"),
+        (16, &sync, "one connection"),
+        (16, &pooled, "4 connections"),
+    ] {
+        group.bench_function(format!("sync/{threads} threads, {conns}"), |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 std::thread::scope(|s| {
                     for t in 0..threads {
-                        let (sync, policy) = (&sync, &policy);
+                        let policy = &policy;
                         s.spawn(move || {
                             for i in 0..iters.div_ceil(threads) {
                                 let r = req(i * threads + t);

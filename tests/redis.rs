@@ -629,7 +629,7 @@ fn two_clients_many_concurrent_tasks_admit_exactly_the_limit() {
         });
         assert_eq!(admitted, LIMIT, "async {name}");
 
-        // blocking: 2 clients × 8 threads × 50 checks
+        // blocking: 2 clients (one connection; four) × 8 threads × 50 checks
         let policy: RedisPolicy<Req> = RedisPolicy::builder()
             .name(&format!("conc-sync-{name}"))
             .scope(RedisScope::unkeyed(name, alg))
@@ -641,7 +641,8 @@ fn two_clients_many_concurrent_tasks_admit_exactly_the_limit() {
                 .with_deadline(Duration::from_secs(10)),
             RedisBackend::open(&server.url())
                 .unwrap()
-                .with_deadline(Duration::from_secs(10)),
+                .with_deadline(Duration::from_secs(10))
+                .with_connections(4),
         ];
         let admitted = AtomicU64::new(0);
         std::thread::scope(|s| {

@@ -2,6 +2,7 @@
 //! (tokio), each shared by every concurrent check, each with its own deadline per call.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -42,8 +43,9 @@ fn connection_error(err: &redis::RedisError) -> RedisCheckError {
 /// A blocking connection to Redis, shared by every thread that checks through it.
 ///
 /// One connection serves one call at a time; a call waits for it at most its deadline.
-/// The connection is made on first use and made again after any failure, so a restarted
-/// server is picked up by the next call.
+/// [`with_connections`](RedisBackend::with_connections) spreads calls over a few
+/// connections, taken in turn. Connections are made on first use and made again after
+/// any failure, so a restarted server is picked up by the next call.
 ///
 /// ```no_run
 /// use ratewarden::redis::RedisBackend;
@@ -57,7 +59,8 @@ fn connection_error(err: &redis::RedisError) -> RedisCheckError {
 pub struct RedisBackend {
     client: redis::Client,
     deadline: Duration,
-    conn: Mutex<Option<redis::Connection>>,
+    conns: Box<[Mutex<Option<redis::Connection>>]>,
+    next: AtomicUsize,
 }
 
 impl RedisBackend {
@@ -68,8 +71,16 @@ impl RedisBackend {
         Ok(RedisBackend {
             client,
             deadline: DEFAULT_DEADLINE,
-            conn: Mutex::new(None),
+            conns: Box::new([Mutex::new(None)]),
+            next: AtomicUsize::new(0),
         })
+    }
+
+    /// The same backend with `count` connections (at least one), which concurrent calls
+    /// take in turn.
+    pub fn with_connections(mut self, count: usize) -> RedisBackend {
+        self.conns = (0..count.max(1)).map(|_| Mutex::new(None)).collect();
+        self
     }
 
     /// The same backend with another deadline per call (waiting for the connection,
@@ -94,8 +105,8 @@ impl RedisBackend {
                 .checked_sub(start.elapsed())
                 .filter(|d| !d.is_zero())
         };
-        let mut guard = self
-            .conn
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        let mut guard = self.conns[turn]
             .try_lock_for(self.deadline)
             .ok_or(timeout.clone())?;
         let mut conn = match guard.take() {
