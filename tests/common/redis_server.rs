@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -35,7 +36,10 @@ impl RedisServer {
             if std::env::var_os("RATEWARDEN_REQUIRE_REDIS").is_some() {
                 panic!("RATEWARDEN_REQUIRE_REDIS is set but no redis-server is on PATH");
             }
-            eprintln!(
+            // Written to the stderr handle, not with `eprintln!`, which the test harness
+            // captures and hides for passing tests: the skip must be visible.
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED: no redis-server on PATH; install it (apt-get install redis-server) \
                  to run the Redis backend tests"
             );
