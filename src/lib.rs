@@ -102,6 +102,8 @@ pub mod headers;
 mod limiter;
 mod policy;
 mod rate;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod store;
 mod wait;
 
