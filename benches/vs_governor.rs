@@ -4,6 +4,8 @@
 //! 1 unkeyed allowed · 2 unkeyed denied · 3 unkeyed, 2 threads · 4 keyed, one hot key ·
 //! 5 keyed, 100 000 keys · 6 keyed, 1 000 000 keys, Zipf(1.1) · 7 keyed, 2 threads,
 //! 100 000 keys · 8 three scopes: an atomic `Policy` against three limiters in sequence.
+//! 1c and 2c repeat 1 and 2 with ratewarden's opt-in coarse clock (`Clock::coarse`),
+//! beside governor's default clock and governor's own coarse `QuantaUpkeepClock`.
 //! ratewarden's algorithms alone are in `benches/algorithms.rs`.
 //!
 //! `cargo bench --bench vs_governor`
@@ -16,8 +18,9 @@ mod common;
 
 use common::{cycle, keys, two_threads};
 use criterion::{criterion_group, criterion_main, Criterion};
+use governor::clock::QuantaUpkeepClock;
 use governor::{Quota, RateLimiter};
-use ratewarden::{Gcra, KeyedLimiter, Policy, Rate, Scope, UnkeyedLimiter};
+use ratewarden::{Clock, Gcra, KeyedLimiter, Policy, Rate, Scope, UnkeyedLimiter, COARSE_INTERVAL};
 
 const MANY: u32 = 1_000_000_000;
 
@@ -65,6 +68,36 @@ fn unkeyed(c: &mut Criterion) {
     });
     g.bench_function("governor", |b| b.iter(|| black_box(gov.check().is_ok())));
     g.finish();
+
+    // The opt-in coarse clock, against governor's default clock and its own coarse one.
+    for (group, per_second) in [
+        ("1c_unkeyed_allowed_coarse", MANY),
+        ("2c_unkeyed_denied_coarse", 0),
+    ] {
+        let mut g = c.benchmark_group(group);
+        let (rate, quota) = match per_second {
+            0 => (Rate::per_hour(1).unwrap(), Quota::per_hour(nz(1))),
+            n => (
+                Rate::per_second(u64::from(n)).unwrap(),
+                Quota::per_second(nz(n)),
+            ),
+        };
+        let rw = UnkeyedLimiter::with_clock(Gcra::new(rate), Clock::coarse());
+        let gov = RateLimiter::direct(quota);
+        let gov_coarse = RateLimiter::direct_with_clock(
+            quota,
+            QuantaUpkeepClock::from_interval(COARSE_INTERVAL).unwrap(),
+        );
+        let _ = (rw.check(1), gov.check(), gov_coarse.check());
+        g.bench_function("ratewarden_coarse", |b| {
+            b.iter(|| black_box(rw.check(1).unwrap().is_allowed()))
+        });
+        g.bench_function("governor", |b| b.iter(|| black_box(gov.check().is_ok())));
+        g.bench_function("governor_upkeep_clock", |b| {
+            b.iter(|| black_box(gov_coarse.check().is_ok()))
+        });
+        g.finish();
+    }
 
     let mut g = c.benchmark_group("3_unkeyed_2_threads");
     let rw = UnkeyedLimiter::new(Gcra::new(Rate::per_second(MANY as u64).unwrap()));

@@ -10,10 +10,20 @@
 //! that is not monotonic) is replaced by the latest reading: time that appears to go
 //! backwards counts as no time passing. quanta's own real clock is monotonic, so that
 //! guard costs nothing there.
+//!
+//! [`Clock::coarse`] trades resolution for speed: it reads a timestamp that one shared
+//! background thread refreshes every [`COARSE_INTERVAL`], a single atomic load instead of
+//! a clock read. Decisions then see time in steps of about a millisecond (later under
+//! heavy scheduling delay): requests within one step count as simultaneous, and a
+//! `retry_after` may be up to a step longer than necessary. Limits are still never
+//! exceeded; the trade suits limits measured in seconds or longer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often [`Clock::coarse`]'s background thread refreshes its timestamp.
+pub const COARSE_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Nanoseconds since the Unix epoch, as read from a [`Clock`].
 pub type Nanos = u64;
@@ -39,6 +49,8 @@ pub struct Clock {
     unix_at_origin: Nanos,
     /// Highest reading returned so far; `None` for clocks known to be monotonic.
     latest: Option<Arc<AtomicU64>>,
+    /// For a coarse clock, the timestamp its background thread refreshes.
+    coarse: Option<&'static AtomicU64>,
 }
 
 impl Clock {
@@ -54,7 +66,45 @@ impl Clock {
             origin,
             unix_at_origin: u64::try_from(unix.as_nanos()).unwrap_or(u64::MAX / 2),
             latest: None,
+            coarse: None,
         }
+    }
+
+    /// A real clock read from a timestamp refreshed every [`COARSE_INTERVAL`] by one
+    /// shared background thread (`ratewarden-clock`, started on first use): a reading is
+    /// one atomic load. See the module documentation for what the coarser time means for
+    /// decisions. Should the thread fail to start, this is [`Clock::new`].
+    ///
+    /// ```
+    /// use ratewarden::{Clock, Gcra, UnkeyedLimiter};
+    ///
+    /// let limiter = UnkeyedLimiter::with_clock(Gcra::new("1000/s".parse()?), Clock::coarse());
+    /// assert!(limiter.check(1)?.is_allowed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn coarse() -> Clock {
+        static STAMP: OnceLock<Option<&'static AtomicU64>> = OnceLock::new();
+        let stamp = *STAMP.get_or_init(|| {
+            let precise = Clock::new();
+            let stamp: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(precise.now())));
+            std::thread::Builder::new()
+                .name("ratewarden-clock".into())
+                .spawn(move || loop {
+                    std::thread::sleep(COARSE_INTERVAL);
+                    stamp.store(precise.now(), Ordering::Relaxed);
+                })
+                .ok()
+                .map(|_| stamp)
+        });
+        Clock {
+            coarse: stamp,
+            ..Clock::new()
+        }
+    }
+
+    /// Whether this clock reads a refreshed timestamp ([`Clock::coarse`]).
+    pub fn is_coarse(&self) -> bool {
+        self.coarse.is_some()
     }
 
     /// A mock clock starting at the Unix epoch, and the handle that moves it.
@@ -73,12 +123,17 @@ impl Clock {
             origin,
             unix_at_origin: unix_now,
             latest: Some(Arc::new(AtomicU64::new(unix_now))),
+            coarse: None,
         }
     }
 
     /// The current time in nanoseconds since the Unix epoch. Never decreases.
     #[inline]
     pub fn now(&self) -> Nanos {
+        if let Some(stamp) = self.coarse {
+            // Written only by one thread from a monotonic clock: never decreases.
+            return stamp.load(Ordering::Relaxed);
+        }
         // The raw counter scaled to nanoseconds: no `Duration` round trip on the hot path.
         let elapsed = self.inner.delta_as_nanos(self.origin, self.inner.raw());
         let reading = self.unix_at_origin.saturating_add(elapsed);
@@ -124,6 +179,30 @@ mod tests {
         let diff = sys.abs_diff(ours);
         assert!(diff < Duration::from_secs(5), "{diff:?}");
         assert!(clock.now() <= clock.now());
+    }
+
+    #[test]
+    fn coarse_clock_moves_in_steps_and_tracks_real_time() {
+        let coarse = Clock::coarse();
+        assert!(coarse.is_coarse() && !Clock::new().is_coarse());
+        let first = coarse.now();
+        let sys = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        assert!(sys.abs_diff(Duration::from_nanos(first)) < Duration::from_secs(5));
+        // It moves on its own, and never backwards.
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        let mut last = first;
+        while last == first {
+            assert!(
+                std::time::Instant::now() < end,
+                "the coarse clock never moved"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+            let next = coarse.now();
+            assert!(next >= last);
+            last = next;
+        }
+        // A second coarse clock shares the same timestamp.
+        assert!(Clock::coarse().now() >= last);
     }
 
     #[test]

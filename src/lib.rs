@@ -52,7 +52,8 @@
 //!
 //! - [`Rate`]: a validated quota, `Rate::per_minute(600)` or `"600/min".parse()`.
 //! - Algorithms ([`algorithm`]): [`FixedWindow`], [`SlidingLog`], [`SlidingWindow`] and
-//!   [`Gcra`] — pure state machines, one file each.
+//!   [`Gcra`] — pure state machines, one file each — and [`CalendarQuota`] (per UTC day or
+//!   calendar month; [`CalendarLimiter`] gives each key its own billing date).
 //! - Limiters: [`KeyedLimiter`] (one quota per key, idle keys evicted automatically, a hard
 //!   key cap) and [`UnkeyedLimiter`]; both implement [`Limiter`].
 //! - [`Decision`]: allowed or denied, `limit`, `remaining`, `reset_after`, `retry_after`.
@@ -66,6 +67,11 @@
 //! - [`headers`]: every rate-limit header convention (classic `X-RateLimit-*`, per-window,
 //!   IETF `RateLimit`/`RateLimit-Policy` drafts 6, 7 and 10, `Retry-After`) and the 429
 //!   bodies real APIs send.
+//! - [`Pacer`]: wait for quota instead of being refused — callers queued per key in
+//!   arrival order, with deadlines, blocking or async under any executor.
+//! - [`client`]: the other side of the wire — read rate-limit headers of every style
+//!   into one value, back off with jitter, and honour `Retry-After` across a pool of
+//!   workers.
 //! - [`Clock`]: real or mock time; one reading per check.
 //!
 //! ## Semantics
@@ -83,22 +89,33 @@
 )]
 
 pub mod algorithm;
+mod calendar_limiter;
+pub mod client;
 mod client_addr;
 mod clock;
 mod concurrency;
+#[cfg(feature = "serde")]
+pub mod config;
 mod decision;
 mod error;
 pub mod headers;
 mod limiter;
 mod policy;
 mod rate;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "serde")]
 pub mod snapshot;
 mod store;
+mod wait;
 
-pub use algorithm::{Anchor, FixedWindow, Gcra, SlidingLog, SlidingWindow};
+pub use algorithm::{
+    Anchor, AnchorError, CalendarQuota, CycleAnchor, FixedWindow, Gcra, Period, SlidingLog,
+    SlidingWindow,
+};
+pub use calendar_limiter::CalendarLimiter;
 pub use client_addr::{ClientAddr, IpNet, NetParseError, TrustedProxies, DEFAULT_V6_PREFIX};
-pub use clock::{to_system_time, Clock, Nanos};
+pub use clock::{to_system_time, Clock, Nanos, COARSE_INTERVAL};
 pub use concurrency::{ConcurrencyError, ConcurrencyLimiter, Permit, Ticket};
 pub use decision::Decision;
 pub use error::{CheckError, LimitChangeError, RateError};
@@ -109,6 +126,7 @@ pub use policy::{
 };
 pub use rate::{Rate, MAX_WINDOW};
 pub use store::{OnFull, IDLE_GRACE};
+pub use wait::{ManualTimer, Pacer, Sleep, ThreadTimer, Timer, WaitError, DEFAULT_MAX_WAITERS};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -504,6 +504,74 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
     }
 }
 
+impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
+    /// [`transact`](Self::transact) judged by `vary(alg)`, a variant of the limiter's own
+    /// algorithm (e.g. with a per-key calendar anchor) whose states the limiter's own
+    /// algorithm still knows to be idle or not. `vary` is applied to the parameters the
+    /// key's shard holds, so a live limit change reaches variants too.
+    pub(crate) fn transact_with<Q>(
+        &self,
+        vary: impl Fn(&A) -> Result<A, CheckError>,
+        key: &Q,
+        cost: u64,
+        now: Nanos,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.store.with_cell(
+            key,
+            now,
+            |alg| check_cost(&vary(alg)?, cost),
+            |alg, cell| {
+                let alg = vary(alg)?;
+                check_cost(&alg, cost)?;
+                Ok(cell.lock(|state| decide_then(&alg, state, now, cost, then)))
+            },
+        )
+    }
+
+    /// [`peek_at`](Self::peek_at) judged by `vary(alg)`; see
+    /// [`transact_with`](Self::transact_with).
+    pub(crate) fn peek_with<Q>(
+        &self,
+        vary: impl FnOnce(&A) -> A,
+        key: &Q,
+        cost: u64,
+        now: Nanos,
+    ) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.store.with_existing(key, now, |alg, cell| {
+            let alg = vary(alg);
+            check_cost(&alg, cost)?;
+            Ok(match cell {
+                Some(cell) => cell.update(|state| alg.decide(state, now, cost)),
+                None => alg.decide(&mut alg.fresh(), now, cost),
+            })
+        })
+    }
+
+    /// [`refund_at`](Self::refund_at) judged by `vary(alg)`; see
+    /// [`transact_with`](Self::transact_with).
+    pub(crate) fn refund_with<Q>(&self, vary: impl FnOnce(&A) -> A, key: &Q, cost: u64, now: Nanos)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.store.with_existing(key, now, |alg, cell| {
+            if let Some(cell) = cell {
+                let alg = vary(alg);
+                cell.lock(|s| alg.refund(s, now, cost));
+            }
+        });
+    }
+}
+
 impl<K, A> Limiter<K> for KeyedLimiter<K, A>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,

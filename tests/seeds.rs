@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratewarden::{Clock, FixedWindow, Policy, PolicyDecision, Rate, Scope, SlidingLog};
+use ratewarden::{
+    CalendarQuota, Clock, CycleAnchor, FixedWindow, Policy, PolicyDecision, Rate, Scope, SlidingLog,
+};
 
 fn rate(s: &str) -> Rate {
     s.parse().unwrap()
@@ -399,6 +401,107 @@ fn reelbot_per_endpoint_limits_are_independent() {
         .check(&("other".to_owned(), ReelBotEndpoint::Generate), 1)
         .unwrap()
         .is_allowed());
+}
+
+/// ReelBot's monthly video quota per plan, beside the hourly generate limit. "Quotas reset
+/// on your billing cycle date; Free plan quotas reset monthly from signup date": either
+/// way the anchor is the account's, so the request carries it.
+struct ReelBotAccountReq {
+    account: u64,
+    plan: &'static str,
+    billing_anchor: CycleAnchor,
+}
+
+fn reelbot_monthly(clock: Clock) -> Policy<ReelBotAccountReq> {
+    let plans: HashMap<&str, u64> = [
+        ("free", 3),
+        ("starter", 15),
+        ("creator", 50),
+        ("pro", 150),
+        ("business", 500),
+    ]
+    .into_iter()
+    .collect();
+    Policy::builder()
+        .clock(clock)
+        .scope(Scope::keyed(
+            "generate",
+            FixedWindow::new(rate("10/hour")),
+            |r: &ReelBotAccountReq| Some(r.account),
+        ))
+        .scope(
+            Scope::calendar(
+                "videos-per-month",
+                CalendarQuota::monthly(3).unwrap(),
+                |r: &ReelBotAccountReq| Some((r.account, r.billing_anchor)),
+            )
+            .limit_by(move |r: &ReelBotAccountReq| plans.get(r.plan).copied()),
+        )
+        .build()
+}
+
+#[test]
+fn reelbot_monthly_plan_quota_resets_on_the_billing_date() {
+    use ratewarden::headers::{HeaderFormat, Reset};
+
+    let (clock, mock) = Clock::mock();
+    mock.increment(Duration::from_secs(1_708_423_200)); // 2024-02-20T10:00:00Z
+    let policy = reelbot_monthly(clock.clone());
+    // Signed up on 31 January at 10:00 UTC: this period ends on 29 February 2024.
+    let free = ReelBotAccountReq {
+        account: 1,
+        plan: "free",
+        billing_anchor: "2024-01-31T10:00:00Z".parse().unwrap(),
+    };
+    for left in (0..3).rev() {
+        let d = policy.check(&free, 1).unwrap();
+        assert_eq!(
+            d.scope("videos-per-month").unwrap().decision.remaining(),
+            left
+        );
+    }
+    let d = policy.check(&free, 1).unwrap();
+    assert_eq!(denials(&d), ["videos-per-month"]);
+    assert_eq!(d.retry_after(), Some(Duration::from_secs(9 * 86_400)));
+    let mut headers: Vec<(String, String)> = Vec::new();
+    HeaderFormat::x_ratelimit()
+        .reset(Reset::Iso8601)
+        .write_policy(&d, clock.now_system(), &mut headers)
+        .unwrap();
+    assert!(headers.contains(&(
+        "X-RateLimit-Reset".to_owned(),
+        "2024-02-29T10:00:00.000Z".to_owned()
+    )));
+    // The denial spent nothing in the hourly scope.
+    let d = policy.check(&free, 0).unwrap();
+    assert_eq!(d.scope("generate").unwrap().decision.remaining(), 7);
+
+    mock.increment(Duration::from_secs(9 * 86_400) - Duration::from_nanos(1));
+    assert!(policy.check(&free, 1).unwrap().is_denied());
+    mock.increment(Duration::from_nanos(1)); // 2024-02-29T10:00:00Z
+    let d = policy.check(&free, 1).unwrap();
+    assert!(d.is_allowed());
+    // the next period runs to 31 March
+    assert_eq!(
+        d.scope("videos-per-month").unwrap().decision.reset_after(),
+        Duration::from_secs(31 * 86_400)
+    );
+
+    // A Pro account with the same anchor: 150 a month, still 10 an hour.
+    let pro = ReelBotAccountReq {
+        account: 2,
+        plan: "pro",
+        billing_anchor: free.billing_anchor,
+    };
+    for _ in 0..10 {
+        assert!(policy.check(&pro, 1).unwrap().is_allowed());
+    }
+    let d = policy.check(&pro, 1).unwrap();
+    assert_eq!(denials(&d), ["generate"]);
+    assert_eq!(
+        d.scope("videos-per-month").unwrap().decision.remaining(),
+        140
+    );
 }
 
 // ---------------------------------------------------------------- VideoGen (002)

@@ -12,6 +12,7 @@
 //! | [`SlidingLog`] | admitted (time, cost) entries | exact rolling window |
 //! | [`SlidingWindow`] | previous + current count | weighted approximation of a rolling window |
 //! | [`Gcra`] | theoretical arrival time (`u64`) | exact token bucket with burst |
+//! | [`CalendarQuota`] | period start, end + count | exact per calendar day or month |
 //!
 //! ## Live limit changes
 //!
@@ -25,10 +26,12 @@
 //! | [`SlidingLog`] | every logged entry, expiring when it would have |
 //! | [`SlidingWindow`] | both counts; with a new window length, the estimate in use (rounded up) becomes the count of the new window `now` falls in |
 //! | [`Gcra`] | the backlog, rescaled to the new emission interval: 5 used of 10/min leaves 95 of 100/min; more used than the new burst is owed and drains at the new rate |
+//! | [`CalendarQuota`] | the count and its period: a new count applies to what the period has used |
 //!
 //! Changing a limit back and forth therefore never admits more than the larger limit
 //! in a window (a burst, for GCRA).
 
+mod calendar;
 mod cell;
 mod fixed_window;
 mod gcra;
@@ -37,6 +40,7 @@ mod sliding_window;
 
 use std::fmt::Debug;
 
+pub use calendar::{AnchorError, CalendarQuota, CalendarState, CycleAnchor, Period, NOMINAL_MONTH};
 pub use cell::{AtomicCell, StateCell};
 pub use fixed_window::{Anchor, FixedWindow, FixedWindowState};
 pub use gcra::Gcra;

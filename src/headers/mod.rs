@@ -56,7 +56,7 @@
 //! ```
 
 mod body;
-mod text;
+pub(crate) mod text;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -30,7 +30,7 @@ pub use decision::{PolicyDecision, PolicyError, ScopeReport};
 pub use scope::Scope;
 pub use stats::{PolicyStats, ScopeStats};
 
-use decision::Entries;
+pub(crate) use decision::Entries;
 use stats::Stats;
 
 use crate::{Clock, LimitChangeError, Nanos, Rate};

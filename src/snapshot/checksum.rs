@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use super::{AlgorithmKind, Key, LimiterSnapshot, PolicySnapshot, StateSnapshot};
-use crate::algorithm::Anchor;
+use crate::algorithm::{Anchor, Period};
 
 struct Fnv(u64);
 
@@ -94,6 +94,15 @@ impl Fnv {
                 self.tag(3);
                 self.u64(*burst);
             }
+            AlgorithmKind::Calendar { period, anchor } => {
+                self.tag(4);
+                self.tag(match period {
+                    Period::Day => 0,
+                    Period::Month => 1,
+                });
+                self.tag(anchor.day());
+                self.u64(anchor.time_of_day().as_secs());
+            }
         }
     }
 
@@ -123,6 +132,12 @@ impl Fnv {
             StateSnapshot::Gcra(tat) => {
                 self.tag(3);
                 self.u64(*tat);
+            }
+            StateSnapshot::Calendar(s) => {
+                self.tag(4);
+                self.u64(s.start);
+                self.u64(s.end);
+                self.u64(s.count);
             }
         }
     }

@@ -48,7 +48,10 @@ mod limiter;
 pub(crate) use key::KeyCodec;
 pub use key::{Key, SnapshotKey};
 
-use crate::algorithm::{Anchor, FixedWindowState, SlidingLogState, SlidingWindowState};
+use crate::algorithm::{
+    Anchor, CalendarState, CycleAnchor, FixedWindowState, Period, SlidingLogState,
+    SlidingWindowState,
+};
 use crate::{Nanos, Rate};
 
 /// The snapshot format this build writes and reads.
@@ -73,6 +76,14 @@ pub enum AlgorithmKind {
         /// The burst.
         burst: u64,
     },
+    /// [`CalendarQuota`](crate::CalendarQuota) with its period and anchor.
+    Calendar {
+        /// A day or a month.
+        period: Period,
+        /// Where periods start (for a [`CalendarLimiter`](crate::CalendarLimiter), the
+        /// default; each key's periods are in its state).
+        anchor: CycleAnchor,
+    },
 }
 
 impl AlgorithmKind {
@@ -83,6 +94,7 @@ impl AlgorithmKind {
             AlgorithmKind::SlidingWindow => "sliding_window",
             AlgorithmKind::SlidingLog => "sliding_log",
             AlgorithmKind::Gcra { .. } => "gcra",
+            AlgorithmKind::Calendar { .. } => "calendar",
         }
     }
 }
@@ -100,6 +112,8 @@ pub enum StateSnapshot {
     SlidingLog(SlidingLogState),
     /// GCRA's theoretical arrival time (nanoseconds since the Unix epoch).
     Gcra(Nanos),
+    /// A calendar quota's period and count.
+    Calendar(CalendarState),
 }
 
 /// One key and its state.
