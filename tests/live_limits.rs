@@ -421,3 +421,41 @@ fn policy_limit_changes_are_typed_errors_for_unknown_or_unsupported_scopes() {
     let name = d.scope("name").unwrap().decision;
     assert_eq!((name.limit(), name.remaining()), (50, 48));
 }
+
+#[test]
+fn a_calendar_plan_upgrade_keeps_what_the_month_has_used() {
+    use ratewarden::algorithm::NOMINAL_MONTH;
+    use ratewarden::{CalendarQuota, CycleAnchor};
+
+    let (clock, mock) = Clock::mock();
+    mock.increment(Duration::from_secs(1_709_251_200)); // 2024-03-01T00:00:00Z
+    let billing: CycleAnchor = "2024-01-31T09:30:00Z".parse().unwrap();
+    let policy = Policy::builder()
+        .clock(clock)
+        .scope(Scope::calendar(
+            "videos",
+            CalendarQuota::monthly(3).unwrap(),
+            |r: &(u64, CycleAnchor)| Some(*r),
+        ))
+        .build();
+    let remaining = |p: &Policy<(u64, CycleAnchor)>| {
+        p.peek(&(7, billing), 0)
+            .unwrap()
+            .scope("videos")
+            .unwrap()
+            .decision
+    };
+    policy.check(&(7, billing), 2).unwrap();
+    assert_eq!(remaining(&policy).remaining(), 1);
+    // Free (3 a month) to Pro (150 a month) in the middle of the account's month.
+    policy
+        .set_rate("videos", Rate::new(150, NOMINAL_MONTH).unwrap())
+        .unwrap();
+    let d = remaining(&policy);
+    assert_eq!((d.limit(), d.remaining()), (150, 148));
+    // The period still ends on the account's billing date: 31 March, 09:30.
+    assert_eq!(
+        d.reset_after(),
+        Duration::from_secs(30 * 86_400 + 9 * 3_600 + 1_800)
+    );
+}

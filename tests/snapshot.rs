@@ -720,9 +720,10 @@ fn arbitrary_state() -> impl Strategy<Value = serde_json::Value> {
     ];
     let edges = prop::collection::vec(edge.clone(), 0..5);
     let small = prop::collection::vec((1..3 * MS, 1..4u64), 0..6);
-    (0..6u8, edge.clone(), edge.clone(), edge, edges, small).prop_map(
+    (0..7u8, edge.clone(), edge.clone(), edge, edges, small).prop_map(
         |(kind, a, b, c, list, steps)| match kind {
             0 => serde_json::json!({ "gcra": a }),
+            6 => serde_json::json!({ "calendar": { "start": a, "end": b, "count": c % 12 } }),
             1 => serde_json::json!({ "fixed_window": { "start": a, "count": b } }),
             2 => serde_json::json!({ "sliding_window": { "start": a, "prev": b, "cur": c } }),
             // on the window grid, with counts around the limit
@@ -802,5 +803,67 @@ proptest! {
         survive(FixedWindow::new(rate()).anchored(Anchor::FirstRequest), &state, &times);
         survive(SlidingWindow::new(rate()), &state, &times);
         survive(SlidingLog::new(rate()), &state, &times);
+        survive(ratewarden::CalendarQuota::monthly(5).unwrap(), &state, &times);
+        survive(ratewarden::CalendarQuota::daily(5).unwrap(), &state, &times);
+    }
+}
+
+#[test]
+fn calendar_quotas_survive_a_restart_with_each_key_in_its_own_period() {
+    use ratewarden::{CalendarQuota, CycleAnchor};
+    use std::time::Duration;
+
+    #[derive(Clone)]
+    struct Req {
+        account: u64,
+        billing: CycleAnchor,
+    }
+    let build = |clock: &Clock| {
+        Policy::builder()
+            .clock(clock.clone())
+            .scope(Scope::calendar(
+                "videos",
+                CalendarQuota::monthly(3).unwrap(),
+                |r: &Req| Some((r.account, r.billing)),
+            ))
+            .scope(Scope::keyed(
+                "daily",
+                CalendarQuota::daily(5).unwrap(),
+                |r: &Req| Some(r.account),
+            ))
+            .build()
+    };
+    let (clock, mock) = Clock::mock();
+    mock.increment(Duration::from_secs(1_709_251_200)); // 2024-03-01T00:00:00Z
+    let accounts = [
+        Req {
+            account: 7,
+            billing: "2024-01-31T09:30:00Z".parse().unwrap(),
+        },
+        Req {
+            account: 8,
+            billing: "2024-02-15T00:00:00Z".parse().unwrap(),
+        },
+    ];
+    let before = build(&clock);
+    for req in accounts.iter().chain(&accounts[..1]) {
+        assert!(before.check(req, 1).unwrap().is_allowed());
+    }
+    let text = serde_json::to_string(&before.snapshot().unwrap()).unwrap();
+    let after = build(&clock);
+    let report = after
+        .restore(&serde_json::from_str(&text).unwrap())
+        .unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    // The same traffic against both, over days and across account 8's period end.
+    for day in 0..20 {
+        for req in &accounts {
+            let a = before.check(req, 1).unwrap();
+            let b = after.check(req, 1).unwrap();
+            let seen_a: Vec<_> = a.scopes().map(|s| seen(&s.decision)).collect();
+            let seen_b: Vec<_> = b.scopes().map(|s| seen(&s.decision)).collect();
+            assert_eq!(seen_a, seen_b, "day {day}, account {}", req.account);
+        }
+        mock.increment(Duration::from_secs(86_400));
     }
 }
