@@ -264,13 +264,14 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedBuilder<K, A> {
     }
 
     /// Writes keys in [snapshots](crate::snapshot) through their [`SnapshotKey`]
-    /// implementation: needed for tuples and your own key types; integer, text, byte and
-    /// IP-address keys are recognised without it.
+    /// implementation: needed for most tuples and your own key types; integer, text and
+    /// IP-address keys, `Vec<String>` and pairs of integers or text are recognised
+    /// without it.
     ///
     /// ```
     /// use ratewarden::{KeyedLimiter, Gcra};
     ///
-    /// let limiter: KeyedLimiter<(u64, u64)> =
+    /// let limiter: KeyedLimiter<(u64, u8)> =
     ///     KeyedLimiter::builder(Gcra::new("10/min".parse()?)).snapshot_keys().build();
     /// limiter.check(&(1, 2), 1)?;
     /// assert_eq!(limiter.snapshot()?.keys.len(), 1);

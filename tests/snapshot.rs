@@ -440,14 +440,14 @@ fn sliding_log_invariants_are_checked() {
 #[test]
 fn tuple_and_custom_keys_opt_in() {
     let (clock, _mock) = Clock::mock();
-    let plain: KeyedLimiter<(u64, u64)> =
+    let plain: KeyedLimiter<(u64, u32)> =
         KeyedLimiter::with_clock(Gcra::new(rate()), clock.clone());
     plain.check(&(1, 2), 1).unwrap();
     assert!(matches!(
         plain.snapshot(),
         Err(SnapshotError::Unsupported { .. })
     ));
-    let opted: KeyedLimiter<(u64, u64)> = KeyedLimiter::builder(Gcra::new(rate()))
+    let opted: KeyedLimiter<(u64, u32)> = KeyedLimiter::builder(Gcra::new(rate()))
         .clock(clock.clone())
         .snapshot_keys()
         .build();
@@ -466,7 +466,7 @@ fn tuple_and_custom_keys_opt_in() {
             KeyedLimiter::builder(Gcra::new(rate()))
                 .snapshot_keys()
                 .build(),
-            |r: &(u64, u64)| Some(*r),
+            |r: &(u64, u32)| Some(*r),
         ))
         .build();
     policy.check(&(1, 2), 2).unwrap();
@@ -476,7 +476,7 @@ fn tuple_and_custom_keys_opt_in() {
     // A policy whose tuple-keyed scope did not opt in names it.
     let policy = Policy::builder()
         .clock(clock)
-        .scope(Scope::keyed("pair", Gcra::new(rate()), |r: &(u64, u64)| {
+        .scope(Scope::keyed("pair", Gcra::new(rate()), |r: &(u64, u32)| {
             Some(*r)
         }))
         .build();
@@ -865,5 +865,102 @@ fn calendar_quotas_survive_a_restart_with_each_key_in_its_own_period() {
             assert_eq!(seen_a, seen_b, "day {day}, account {}", req.account);
         }
         mock.increment(Duration::from_secs(86_400));
+    }
+}
+
+mod seed_configs {
+    //! The seeds' own configurations (`examples/config/`) snapshot and restore whole.
+
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use ratewarden::config::{Attributes, PolicyConfig};
+    use ratewarden::snapshot::PolicySnapshot;
+    use ratewarden::{Clock, Policy};
+
+    fn config_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config")
+    }
+
+    fn parse(path: &Path) -> PolicyConfig {
+        let text = std::fs::read_to_string(path).unwrap();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => toml::from_str(&text).unwrap(),
+            Some("json") => serde_json::from_str(&text).unwrap(),
+            Some("yaml" | "yml") => serde_norway::from_str(&text).unwrap(),
+            other => panic!("unexpected config file extension {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_seed_policy_snapshots_and_restores_every_scope() {
+        for entry in std::fs::read_dir(config_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            let (clock, _mock) = Clock::mock();
+            let policy = parse(&path).build_with_clock(clock.clone()).unwrap();
+            let snapshot = policy
+                .snapshot()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let text = serde_json::to_string(&snapshot).unwrap();
+            let fresh = parse(&path).build_with_clock(clock).unwrap();
+            let report = fresh
+                .restore(&serde_json::from_str::<PolicySnapshot>(&text).unwrap())
+                .unwrap();
+            assert!(report.is_complete(), "{}: {report:?}", path.display());
+        }
+    }
+
+    #[test]
+    fn reelbot_keeps_its_monthly_quotas_across_a_restart() {
+        let path = config_dir().join("reelbot.toml");
+        let (clock, mock) = Clock::mock();
+        mock.increment(Duration::from_secs(1_737_475_200)); // 2025-01-21T16:00:00Z
+        let before: Policy<Attributes> = parse(&path).build_with_clock(clock.clone()).unwrap();
+        let call = |route: &str, key: &str, plan: &str| -> Attributes {
+            [
+                ("api_key", key),
+                ("account", key),
+                ("plan", plan),
+                ("billing_anchor", "2024-10-31T00:00:00Z"),
+                ("route", route),
+            ]
+            .into_iter()
+            .collect()
+        };
+        let traffic = [
+            call("generate", "f1", "free"),
+            call("generate", "s1", "starter"),
+            call("status", "f1", "free"),
+            call("download", "s1", "starter"),
+        ];
+        for req in traffic.iter().cycle().take(12) {
+            before.check(req, 1).unwrap();
+        }
+        let text = serde_json::to_string(&before.snapshot().unwrap()).unwrap();
+        let after: Policy<Attributes> = parse(&path).build_with_clock(clock).unwrap();
+        assert!(after
+            .restore(&serde_json::from_str(&text).unwrap())
+            .unwrap()
+            .is_complete());
+        // The free account used its 3 videos: still none after the restart.
+        let d = after.check(&call("generate", "f1", "free"), 1).unwrap();
+        assert!(d.is_denied());
+        assert_eq!(d.scope("videos_per_month").unwrap().decision.remaining(), 0);
+        for hour in 0..30 {
+            for req in &traffic {
+                let a = before.check(req, 1).unwrap();
+                let b = after.check(req, 1).unwrap();
+                let a: Vec<_> = a
+                    .scopes()
+                    .map(|s| (s.name, super::seen(&s.decision)))
+                    .collect();
+                let b: Vec<_> = b
+                    .scopes()
+                    .map(|s| (s.name, super::seen(&s.decision)))
+                    .collect();
+                assert_eq!(a, b, "hour {hour}");
+            }
+            mock.increment(Duration::from_secs(3_600 * 8));
+        }
     }
 }

@@ -69,9 +69,10 @@ impl<Req: 'static> Scope<Req> {
     /// A scope keyed by whatever `key` returns; keys should be cheap to clone (integers,
     /// small tuples, `Arc<str>`) — the key is passed to the limiter by reference.
     ///
-    /// With the `serde` feature, `Policy::snapshot` writes integer, text, byte and
-    /// IP-address keys as they are; for tuples and your own key types, build the limiter
-    /// with `KeyedBuilder::snapshot_keys` and use [`with_limiter`](Self::with_limiter).
+    /// With the `serde` feature, `Policy::snapshot` writes integer, text and IP-address
+    /// keys, `Vec<String>` and pairs of integers or text as they are; for other tuples
+    /// and your own key types, build the limiter with `KeyedBuilder::snapshot_keys` and
+    /// use [`with_limiter`](Self::with_limiter).
     pub fn keyed<K, A, F>(name: &str, alg: A, key: F) -> Self
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,

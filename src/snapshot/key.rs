@@ -31,17 +31,17 @@ pub enum Key {
     Str(String),
     /// An IP address.
     Ip(IpAddr),
-    /// Raw bytes.
+    /// Raw bytes (for your own key types).
     Bytes(Vec<u8>),
-    /// A tuple of keys, in order.
+    /// A tuple or a list of keys, in order.
     Tuple(Vec<Key>),
 }
 
 /// A key type that can be written to and read back from a snapshot.
 ///
-/// Implemented for integers, `bool`, `String`, `Box<str>`, `Arc<str>`, `Vec<u8>`, IP
-/// addresses, `()` and tuples of up to four of these. Implement it for your own key type
-/// and opt in with [`KeyedBuilder::snapshot_keys`](crate::KeyedBuilder::snapshot_keys).
+/// Implemented for integers, `bool`, `String`, `Box<str>`, `Arc<str>`, IP addresses, `()`,
+/// and tuples of up to four and `Vec`s of these. Implement it for your own key type and
+/// opt in with [`KeyedBuilder::snapshot_keys`](crate::KeyedBuilder::snapshot_keys).
 pub trait SnapshotKey: Sized + 'static {
     /// The key as written in a snapshot.
     fn to_key(&self) -> Key;
@@ -123,13 +123,14 @@ macro_rules! text {
 
 text!(String, Box<str>, Arc<str>);
 
-impl SnapshotKey for Vec<u8> {
+/// A list of keys (e.g. the values of several request attributes), as a [`Key::Tuple`].
+impl<T: SnapshotKey> SnapshotKey for Vec<T> {
     fn to_key(&self) -> Key {
-        Key::Bytes(self.clone())
+        Key::Tuple(self.iter().map(T::to_key).collect())
     }
     fn from_key(key: &Key) -> Option<Self> {
         match key {
-            Key::Bytes(b) => Some(b.clone()),
+            Key::Tuple(items) => items.iter().map(T::from_key).collect(),
             _ => None,
         }
     }
@@ -194,8 +195,8 @@ tuple!(2: A 0, B 1);
 tuple!(3: A 0, B 1, C 2);
 tuple!(4: A 0, B 1, C 2, D 3);
 
-/// How a keyed limiter writes and reads its keys `K`: found automatically for the key
-/// types of [`SnapshotKey`] that are not tuples, or set with
+/// How a keyed limiter writes and reads its keys `K`: found automatically for the common
+/// key types of [`SnapshotKey`], or set with
 /// [`KeyedBuilder::snapshot_keys`](crate::KeyedBuilder::snapshot_keys).
 pub(crate) struct KeyCodec<K> {
     pub(crate) encode: fn(&K) -> Key,
@@ -280,9 +281,16 @@ impl<K: 'static> KeyCodec<K> {
             Box<str>,
             Arc<str>,
             Vec<u8>,
+            Vec<String>,
+            Vec<Arc<str>>,
             IpAddr,
             Ipv4Addr,
-            Ipv6Addr
+            Ipv6Addr,
+            (u64, u64),
+            (String, String),
+            (String, u64),
+            (u64, String),
+            (Arc<str>, Arc<str>)
         );
         None
     }
@@ -308,7 +316,9 @@ mod tests {
         round_trip(Arc::<str>::from("key"));
         round_trip(IpAddr::from([10, 0, 0, 1]));
         round_trip(());
-        assert!(KeyCodec::<(u64, u64)>::guess().is_none());
+        round_trip(vec![String::from("org"), String::from("video")]);
+        round_trip((7u64, 8u64));
+        assert!(KeyCodec::<(u64, u32)>::guess().is_none());
         assert_eq!(
             (KeyCodec::<u64>::guess().unwrap().decode)(&Key::Str("7".into())),
             None

@@ -35,9 +35,10 @@
 //! A policy keeps the scopes that still exist under the same name and algorithm, and
 //! reports the others in its [`RestoreReport`].
 //!
-//! **Keys.** Keys are written as [`Key`] values. Integer, text, byte and IP-address keys
-//! work as they are; tuples and your own key types implement [`SnapshotKey`] and opt in
-//! with [`KeyedBuilder::snapshot_keys`](crate::KeyedBuilder::snapshot_keys). A limiter
+//! **Keys.** Keys are written as [`Key`] values. Integer, text and IP-address keys, lists
+//! of text (`Vec<String>`) and pairs of integers or text work as they are; other tuples
+//! and your own key types implement [`SnapshotKey`] and opt in with
+//! [`KeyedBuilder::snapshot_keys`](crate::KeyedBuilder::snapshot_keys). A limiter
 //! whose keys cannot be written refuses to snapshot with [`SnapshotError::Unsupported`];
 //! nothing about snapshots costs anything on the request path.
 
