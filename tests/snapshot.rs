@@ -964,3 +964,70 @@ mod seed_configs {
         }
     }
 }
+
+#[test]
+fn snapshots_taken_while_threads_check_and_limits_change_always_restore() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let (clock, mock) = Clock::mock();
+    let build = |clock: &Clock| {
+        Policy::builder()
+            .clock(clock.clone())
+            .scope(Scope::keyed("burst", Gcra::new(rate()), |r: &u64| Some(*r)))
+            .scope(Scope::keyed(
+                "log",
+                SlidingLog::new("50/s".parse().unwrap()),
+                |r: &u64| Some(*r % 7),
+            ))
+            .scope(Scope::unkeyed(
+                "all",
+                FixedWindow::new("1000/s".parse().unwrap()),
+            ))
+            .build()
+    };
+    let policy = Arc::new(build(&clock));
+    let stop = Arc::new(AtomicBool::new(false));
+    let checkers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (policy, stop, mock) = (policy.clone(), stop.clone(), mock.clone());
+            std::thread::spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    i = i
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    policy.check(&(i >> 60), 1).unwrap();
+                    if i % 16 == 0 {
+                        mock.increment(std::time::Duration::from_millis(7));
+                    }
+                }
+            })
+        })
+        .collect();
+    let changer = {
+        let (policy, stop) = (policy.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut large = false;
+            while !stop.load(Ordering::Relaxed) {
+                large = !large;
+                let r: Rate = if large { "20/s" } else { "5/s" }.parse().unwrap();
+                policy.set_rate("burst", r).unwrap();
+                std::thread::yield_now();
+            }
+        })
+    };
+    for _ in 0..40 {
+        let text = serde_json::to_string(&policy.snapshot().unwrap()).unwrap();
+        let fresh = build(&clock);
+        let report = fresh
+            .restore(&serde_json::from_str(&text).unwrap())
+            .unwrap();
+        assert!(report.is_complete(), "{report:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in checkers {
+        t.join().unwrap();
+    }
+    changer.join().unwrap();
+}
