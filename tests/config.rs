@@ -458,6 +458,20 @@ fn a_scope_without_key_is_one_shared_quota_and_calendar_days_turn_at_the_anchor(
     assert!(policy.check(&Attributes::new(), 1).unwrap().is_allowed());
 }
 
+#[test]
+fn an_unquoted_toml_datetime_reads_as_the_anchor_it_spells() {
+    let quoted: PolicyConfig = toml::from_str(
+        "[[scopes]]\nname = \"m\"\nalgorithm = \"calendar\"\nperiod = \"month\"\nlimit = 3\nanchor = \"2024-01-31T09:30:00Z\"\n",
+    )
+    .unwrap();
+    let bare: PolicyConfig = toml::from_str(
+        "[[scopes]]\nname = \"m\"\nalgorithm = \"calendar\"\nperiod = \"month\"\nlimit = 3\nanchor = 2024-01-31T09:30:00Z\n",
+    )
+    .unwrap();
+    assert_eq!(bare, quoted);
+    assert!(bare.validate().is_ok());
+}
+
 // ------------------------------------------------------------------ broken configs
 
 /// The problems a TOML document yields, as (path, problem).
