@@ -78,6 +78,7 @@ fn moviie_req(route: &str, org: &str, video: &str) -> Attributes {
         ("video", video),
         ("source", "192.0.2.1"),
         ("route", route),
+        ("write", "true"),
     ])
 }
 
@@ -125,6 +126,7 @@ fn moviie_config_writes_are_per_plan_and_reads_do_not_count() {
         ("org", "5"),
         ("route", "upload"),
         ("source", "192.0.2.1"),
+        ("write", "true"),
     ]);
     for _ in 0..60 {
         assert!(policy.check(&write, 1).unwrap().is_allowed());
@@ -134,6 +136,18 @@ fn moviie_config_writes_are_per_plan_and_reads_do_not_count() {
     let d = policy.check(&read, 1).unwrap();
     assert!(d.scope("api_key_writes").is_none());
     assert_eq!(d.scope("api_key").unwrap().decision.remaining(), 600 - 61);
+    // Every write counts, on any endpoint: a delete of a collection too.
+    let delete = req(&[
+        ("api_key", "k5"),
+        ("org", "5"),
+        ("route", "collections"),
+        ("write", "true"),
+    ]);
+    let d = policy.check(&delete, 1).unwrap();
+    assert_eq!(
+        d.scope("api_key_writes").unwrap().decision.remaining(),
+        120 - 61
+    );
 
     let dubbing = moviie_req("dubbing", "6", "0");
     let limit = |r: &Attributes| {
@@ -442,6 +456,20 @@ fn a_scope_without_key_is_one_shared_quota_and_calendar_days_turn_at_the_anchor(
     assert_eq!(d.retry_after(), Some(secs(3_600.0)));
     mock.increment(secs(3_600.0));
     assert!(policy.check(&Attributes::new(), 1).unwrap().is_allowed());
+}
+
+#[test]
+fn an_unquoted_toml_datetime_reads_as_the_anchor_it_spells() {
+    let quoted: PolicyConfig = toml::from_str(
+        "[[scopes]]\nname = \"m\"\nalgorithm = \"calendar\"\nperiod = \"month\"\nlimit = 3\nanchor = \"2024-01-31T09:30:00Z\"\n",
+    )
+    .unwrap();
+    let bare: PolicyConfig = toml::from_str(
+        "[[scopes]]\nname = \"m\"\nalgorithm = \"calendar\"\nperiod = \"month\"\nlimit = 3\nanchor = 2024-01-31T09:30:00Z\n",
+    )
+    .unwrap();
+    assert_eq!(bare, quoted);
+    assert!(bare.validate().is_ok());
 }
 
 // ------------------------------------------------------------------ broken configs

@@ -530,10 +530,19 @@ fn every_key_written_has_a_ttl() {
                 .unwrap()
                 .is_allowed());
         }
+        // A refund that takes the newest entries, one of them in part.
+        policy.refund(&redis, &req(user, "o"), 2).unwrap();
     }
+    // A partial refund of a key's only entry: the sliding log's set is emptied and
+    // written again, and must get its TTL back.
+    assert!(policy
+        .check(&redis, &req("d", "o"), 3)
+        .unwrap()
+        .is_allowed());
+    policy.refund(&redis, &req("d", "o"), 1).unwrap();
     let mut con = server.connection();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
-    assert_eq!(keys.len(), 12, "{keys:?}");
+    assert_eq!(keys.len(), 16, "{keys:?}");
     for key in keys {
         let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut con).unwrap();
         assert!(ttl > 0, "{key} has no TTL ({ttl})");

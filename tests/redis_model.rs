@@ -223,3 +223,47 @@ fn partial_refunds_of_a_sliding_log_match_the_model() {
         );
     }
 }
+
+/// A key that never goes idle carries its log's running totals far: past 2^53 doubles
+/// would stop counting units. The script rebases them first; decisions stay exact.
+#[test]
+fn sliding_log_totals_stay_exact_past_two_to_the_53() {
+    let Some(server) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let redis = RedisBackend::open(&server.url())
+        .unwrap()
+        .with_deadline(Duration::from_secs(5));
+    let n = 1u64 << 52;
+    let w = Duration::from_secs(60 * 86_400);
+    let alg = SlidingLog::new(Rate::new(n, w).unwrap());
+    let policy: RedisPolicy<u64> = RedisPolicy::builder()
+        .name("big-totals")
+        .scope(RedisScope::keyed("s", alg, |k: &u64| Some(*k)))
+        .build()
+        .unwrap();
+    let w_us = w.as_micros() as u64;
+    let t0 = 4_000_000_000_000_000u64;
+    let mut state = alg.fresh();
+    let half = n / 2;
+    let mut ops = vec![
+        (t0, half),
+        (t0 + w_us / 2, half),
+        (t0 + w_us, half),
+        (t0 + 3 * w_us / 2, half),
+    ];
+    ops.extend((0..6).map(|i| (t0 + 2 * w_us + i, 1)));
+    ops.extend([(t0 + 2 * w_us + 9, 0), (t0 + 5 * w_us / 2, half)]);
+    for (i, (at, cost)) in ops.into_iter().enumerate() {
+        let model = alg.decide(&mut state, at * 1_000, cost);
+        if model.is_allowed() {
+            alg.commit(&mut state, at * 1_000, cost);
+        }
+        let d = policy.check_at_micros(&redis, &1, cost, true, at).unwrap();
+        assert_eq!(
+            fields(&d.scope("s").unwrap().decision),
+            fields(&model),
+            "op {i}"
+        );
+    }
+}

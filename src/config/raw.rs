@@ -8,6 +8,9 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+/// The field name the `toml` crate gives a datetime value's text.
+const TOML_DATETIME: &str = "$__toml_private_datetime";
+
 /// A configuration value of any shape.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Raw {
@@ -113,6 +116,15 @@ impl<'de> Visitor<'de> for RawVisitor {
                 }
             };
             entries.push((key, map.next_value()?));
+        }
+        // A TOML datetime (`anchor = 2024-01-31T09:30:00Z`, unquoted) arrives as a map with
+        // one private field holding its text: read it as the text it is.
+        if let [(key, Raw::Str(_))] = entries.as_slice() {
+            if key == TOML_DATETIME {
+                if let Some((_, text)) = entries.pop() {
+                    return Ok(text);
+                }
+            }
         }
         // Formats differ in whether they keep the written order (TOML tables do not), so
         // keep none: the same document reads alike from every format.

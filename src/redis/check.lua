@@ -8,8 +8,9 @@
 --   fixed window: p1 = anchor (0 clock, 1 first request)
 --   gcra:         p1 = emission interval T, p2 = tolerance burst x T
 -- Times are whole microseconds from the server's clock. Lua numbers are doubles: every
--- value here stays below 2^53 (checked when the policy is built), so the arithmetic is
--- exact; divisions go through idiv, which corrects the rounding of the float quotient.
+-- value here stays below 2^53 (rates are checked when the policy is built; sliding-log
+-- running totals are rebased before they reach it), so the arithmetic is exact;
+-- divisions go through idiv, which corrects the rounding of the float quotient.
 --
 -- Reply: allowed (1/0), then six integers per scope: allowed, limit, remaining (scaled),
 -- unit of remaining, reset after, retry after (microseconds).
@@ -218,6 +219,26 @@ local function sl_decide(key, n, w, c)
   return deny(n, max(n - sum, 0), reset, retry)
 end
 
+-- Running totals only reset when a key's log empties, so a key that never goes idle
+-- would carry them past 2^53, where doubles stop counting units. Before that, the live
+-- entries are rewritten with totals counted from their own start (at most n, which the
+-- builder keeps below 2^52): O(entries), once per 2^52 units admitted.
+local REBASE_AT = 4503599627370496
+
+local function sl_rebase(key)
+  local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  local t1, c1 = sl_parse(all[1])
+  local base = t1 - c1
+  redis.call('DEL', key)
+  local total = 0
+  for i = 1, #all, 2 do
+    local t, cc = sl_parse(all[i])
+    total = t - base
+    redis.call('ZADD', key, all[i + 1], string.format('%016.0f:%.0f', total, cc))
+  end
+  return total
+end
+
 local function sl_commit(key, n, w, c)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', str(now - w))
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
@@ -226,6 +247,9 @@ local function sl_commit(key, n, w, c)
     total = sl_parse(last[1])
     -- A reading earlier than the newest entry counts as no time passing.
     at = max(now, tonumber(last[2]))
+    if total + c >= REBASE_AT then
+      total = sl_rebase(key)
+    end
   end
   local member = string.format('%016.0f:%.0f', total + c, c)
   redis.call('ZADD', key, str(at), member)
@@ -301,6 +325,12 @@ local function sl_refund(key, n, w, c)
       local member = string.format('%016.0f:%.0f', total - take, cost - take)
       redis.call('ZADD', key, last[2], member)
     end
+  end
+  -- Removing the last member deletes the key, and a ZADD re-creates it without a TTL:
+  -- set it again from the newest entry left.
+  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if #newest > 0 then
+    expire(key, tonumber(newest[2]) + w - now)
   end
 end
 

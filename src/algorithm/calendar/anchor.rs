@@ -131,8 +131,8 @@ impl CycleAnchor {
 }
 
 impl fmt::Display for CycleAnchor {
-    /// `day 31, 09:30:00 UTC`; the [`FromStr`] form is a timestamp, so serialisation uses
-    /// a representative one: the anchor's day and time in January 2000 (a 31-day month).
+    /// A representative timestamp, `2000-01-31T09:30:00Z`: the anchor's day and time in
+    /// January 2000 (a 31-day month), so that the [`FromStr`] form reads it back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = self.time();
         write!(

@@ -195,7 +195,8 @@ impl CalendarQuota {
     fn current(&self, state: &CalendarState, now: Nanos) -> (Nanos, Nanos, u64) {
         // As for FixedWindow: an empty period is no period, and a reading earlier than the
         // period's start counts as no time passing.
-        if state.count > 0 && now < state.end {
+        // A state whose period is not a period (restored from damaged data) is stale.
+        if state.count > 0 && now < state.end && state.start < state.end {
             return (state.start, state.end, state.count);
         }
         let (start, end) = self.period_at(now);
@@ -266,7 +267,7 @@ impl Algorithm for CalendarQuota {
         *state = CalendarState {
             start,
             end,
-            count: count + cost,
+            count: count.saturating_add(cost),
         };
     }
 
@@ -632,5 +633,39 @@ mod tests {
         );
         assert_eq!(pro.rate().to_string(), "150/30d");
         assert_eq!(CalendarQuota::monthly(0), Err(RateError::ZeroCount));
+    }
+
+    #[test]
+    fn a_damaged_state_is_stale_never_a_panic() {
+        let alg = CalendarQuota::daily(10).unwrap();
+        for mut s in [
+            CalendarState {
+                start: 200,
+                end: 100,
+                count: 1,
+            },
+            CalendarState {
+                start: 100,
+                end: 100,
+                count: 3,
+            },
+            CalendarState {
+                start: 0,
+                end: u64::MAX,
+                count: u64::MAX,
+            },
+        ] {
+            let before = s;
+            let d = alg.decide(&mut s.clone(), 50, 1);
+            if before.start >= before.end {
+                // Judged as a fresh period.
+                assert_eq!(d.remaining(), 9, "{before:?}");
+            } else {
+                assert!(d.is_denied());
+            }
+            alg.commit(&mut s, 50, 1);
+            alg.refund(&mut s, 50, 1);
+            let _ = alg.is_idle(&s, 50);
+        }
     }
 }
