@@ -77,6 +77,21 @@ impl Decision {
         }
     }
 
+    /// A denied decision whose remaining count is `remaining_scaled / unit` (`unit` is
+    /// raised to at least 1), computed only when read.
+    pub const fn deny_scaled(
+        limit: u64,
+        remaining_scaled: u64,
+        unit: u64,
+        window: u64,
+        reset_after: u64,
+        retry_after: u64,
+    ) -> Decision {
+        let mut d = Decision::deny(limit, remaining_scaled, window, reset_after, retry_after);
+        d.remaining_unit = if unit == 0 { 1 } else { unit };
+        d
+    }
+
     /// Whether the request may go through.
     pub fn is_allowed(&self) -> bool {
         self.allowed

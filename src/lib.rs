@@ -100,6 +100,7 @@ mod decision;
 mod error;
 pub mod headers;
 mod limiter;
+mod params;
 mod policy;
 mod rate;
 #[cfg(feature = "redis")]

@@ -9,6 +9,7 @@ use std::marker::PhantomData;
 use parking_lot::RwLock;
 
 use crate::algorithm::{Algorithm, StateCell};
+use crate::params::Published;
 #[cfg(feature = "serde")]
 use crate::snapshot::{KeyCodec, LimiterSnapshot, SnapshotError, SnapshotKey};
 use crate::store::{OnFull, Store};
@@ -657,8 +658,8 @@ impl<K, A: Algorithm> fmt::Debug for KeyedLimiter<K, A> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct UnkeyedLimiter<A: Algorithm = Gcra> {
-    /// Read-locked by every check, write-locked by limit changes.
-    pub(crate) alg: RwLock<A>,
+    /// Read by every check without a lock (see `params.rs`), replaced by limit changes.
+    pub(crate) alg: Published<A>,
     pub(crate) clock: Clock,
     pub(crate) cell: A::Cell,
 }
@@ -673,7 +674,7 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
     pub fn with_clock(alg: A, clock: Clock) -> Self {
         let cell = A::Cell::new(alg.fresh());
         UnkeyedLimiter {
-            alg: RwLock::new(alg),
+            alg: Published::new(alg),
             clock,
             cell,
         }
@@ -719,7 +720,12 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
     /// [`set_algorithm`](Self::set_algorithm) at an explicit time.
     pub fn set_algorithm_at(&self, next: A, now: Nanos) {
         let mut alg = self.alg.write();
-        self.cell.lock(|state| alg.carry_over(&next, state, now));
+        // Published under the cell's lock, so that no check pairs the new parameters
+        // with a state not yet carried over (or the reverse).
+        self.cell.lock(|state| {
+            alg.carry_over(&next, state, now);
+            self.alg.publish(&next);
+        });
         *alg = next;
     }
 
@@ -732,11 +738,14 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
     /// [`check`](Self::check) at an explicit time.
     #[inline]
     pub fn check_at(&self, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
-        let alg = &*self.alg.read();
-        check_cost(alg, cost)?;
-        Ok(self
-            .cell
-            .update(|state| decide_and_commit(alg, state, now, cost)))
+        // The parameters are read inside the update, which runs again if a change
+        // touched the state meanwhile.
+        self.cell.update(|state| {
+            self.alg.with(|alg| {
+                check_cost(alg, cost)?;
+                Ok(decide_and_commit(alg, state, now, cost))
+            })
+        })
     }
 
     /// What [`check`](Self::check) would return now, consuming nothing.
@@ -746,11 +755,12 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
 
     /// [`peek`](Self::peek) at an explicit time.
     pub fn peek_at(&self, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
-        let alg = &*self.alg.read();
-        check_cost(alg, cost)?;
-        Ok(self
-            .cell
-            .update(|state| alg.decide(&mut state.clone(), now, cost)))
+        self.cell.update(|state| {
+            self.alg.with(|alg| {
+                check_cost(alg, cost)?;
+                Ok(alg.decide(&mut state.clone(), now, cost))
+            })
+        })
     }
 
     /// Gives back up to `cost`.
@@ -760,8 +770,8 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
 
     /// [`refund`](Self::refund) at an explicit time.
     pub fn refund_at(&self, cost: u64, now: Nanos) {
-        let alg = &*self.alg.read();
-        self.cell.lock(|state| alg.refund(state, now, cost));
+        self.cell
+            .lock(|state| self.alg.with(|alg| alg.refund(state, now, cost)));
     }
 }
 
@@ -799,13 +809,13 @@ impl<A: Algorithm> Limiter<()> for UnkeyedLimiter<A> {
         limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError> {
-        let guard = self.alg.read();
-        let alg = with_limit(&*guard, limit)?;
-        let alg = &*alg;
-        check_cost(alg, cost)?;
-        Ok(self
-            .cell
-            .lock(|state| decide_then(alg, state, now, cost, then)))
+        self.cell.lock(|state| {
+            self.alg.with(|alg| {
+                let alg = with_limit(alg, limit)?;
+                check_cost(&*alg, cost)?;
+                Ok(decide_then(&*alg, state, now, cost, then))
+            })
+        })
     }
 
     #[cfg(feature = "serde")]

@@ -34,6 +34,14 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// A rate from fields another valid `Rate` gave: `None` for a zero count or window.
+    pub(crate) fn from_parts(count: u64, window_nanos: u64) -> Option<Rate> {
+        (count > 0 && window_nanos > 0).then_some(Rate {
+            count,
+            window_nanos,
+        })
+    }
+
     /// `count` units per `window`. Rejects a zero count, a zero window, a window longer
     /// than [`MAX_WINDOW`], and more than one unit per nanosecond.
     pub fn new(count: u64, window: Duration) -> Result<Rate, RateError> {

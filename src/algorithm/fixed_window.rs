@@ -15,7 +15,7 @@
 
 use parking_lot::Mutex;
 
-use super::Algorithm;
+use super::{Algorithm, Packed};
 #[cfg(feature = "serde")]
 use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate};
@@ -99,6 +99,24 @@ impl FixedWindow {
 }
 
 impl Algorithm for FixedWindow {
+    fn pack(&self) -> Option<Packed> {
+        let anchor = match self.anchor {
+            Anchor::Clock => 0,
+            Anchor::FirstRequest => 1,
+        };
+        Some([self.rate.count(), self.rate.window_nanos(), anchor, 0, 0, 0])
+    }
+
+    fn unpack(w: &Packed) -> Option<Self> {
+        Some(FixedWindow {
+            rate: Rate::from_parts(w[0], w[1])?,
+            anchor: match w[2] {
+                0 => Anchor::Clock,
+                _ => Anchor::FirstRequest,
+            },
+        })
+    }
+
     type State = FixedWindowState;
     type Cell = Mutex<FixedWindowState>;
 

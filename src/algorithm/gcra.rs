@@ -6,7 +6,7 @@
 //! With `base = max(tat, now)` and `new = base + cost × T`, a request is allowed iff
 //! `new − now ≤ b × T`, and then `tat := new`.
 
-use super::{Algorithm, AtomicCell};
+use super::{Algorithm, AtomicCell, Packed};
 #[cfg(feature = "serde")]
 use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate, RateError, MAX_WINDOW};
@@ -83,6 +83,27 @@ impl Gcra {
 }
 
 impl Algorithm for Gcra {
+    fn pack(&self) -> Option<Packed> {
+        let r = self.rate;
+        Some([
+            r.count(),
+            r.window_nanos(),
+            self.burst,
+            self.interval,
+            self.tolerance,
+            0,
+        ])
+    }
+
+    fn unpack(w: &Packed) -> Option<Self> {
+        Some(Gcra {
+            rate: Rate::from_parts(w[0], w[1])?,
+            burst: w[2],
+            interval: w[3],
+            tolerance: w[4],
+        })
+    }
+
     type State = u64;
     type Cell = AtomicCell;
 
@@ -111,9 +132,11 @@ impl Algorithm for Gcra {
             Decision::allow_scaled(self.burst, tau - (new - now), t, w, new - now)
         } else {
             let backlog = base - now;
-            Decision::deny(
+            // The remaining count is divided out only if someone reads it.
+            Decision::deny_scaled(
                 self.burst,
-                tau.saturating_sub(backlog) / t,
+                tau.saturating_sub(backlog),
+                t,
                 w,
                 backlog,
                 new - tau - now,

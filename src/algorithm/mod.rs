@@ -51,6 +51,9 @@ pub use sliding_window::{SlidingWindow, SlidingWindowState};
 use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate};
 
+/// An algorithm's parameters as words: see [`Algorithm::pack`].
+pub type Packed = [u64; 6];
+
 /// A rate-limiting algorithm: parameters plus pure functions over a per-key state.
 ///
 /// Contract, shared by all implementations and relied on by stores:
@@ -99,6 +102,19 @@ pub trait Algorithm: Clone + Debug + Send + Sync + 'static {
     /// (fixed window, sliding log): a new count applies to what is already counted.
     fn carry_over(&self, next: &Self, state: &mut Self::State, now: Nanos) {
         let _ = (next, state, now);
+    }
+
+    /// The parameters as plain words, so that an unkeyed limiter can read them on every
+    /// check without a lock while a live change may replace them. `None` (the default)
+    /// keeps such reads behind a read lock; [`unpack`](Algorithm::unpack) must invert it.
+    fn pack(&self) -> Option<Packed> {
+        None
+    }
+
+    /// The parameters [`pack`](Algorithm::pack) wrote; `None` for words it did not write.
+    fn unpack(words: &Packed) -> Option<Self> {
+        let _ = words;
+        None
     }
 
     /// The algorithm's kind and parameters for a snapshot; `None` (the default) for an

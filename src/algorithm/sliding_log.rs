@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 use parking_lot::Mutex;
 
-use super::Algorithm;
+use super::{Algorithm, Packed};
 #[cfg(feature = "serde")]
 use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate};
@@ -135,6 +135,16 @@ impl SlidingLog {
 }
 
 impl Algorithm for SlidingLog {
+    fn pack(&self) -> Option<Packed> {
+        Some([self.rate.count(), self.rate.window_nanos(), 0, 0, 0, 0])
+    }
+
+    fn unpack(w: &Packed) -> Option<Self> {
+        Some(SlidingLog {
+            rate: Rate::from_parts(w[0], w[1])?,
+        })
+    }
+
     type State = SlidingLogState;
     type Cell = Mutex<SlidingLogState>;
 

@@ -9,7 +9,7 @@
 
 use parking_lot::Mutex;
 
-use super::Algorithm;
+use super::{Algorithm, Packed};
 #[cfg(feature = "serde")]
 use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate};
@@ -77,6 +77,16 @@ impl SlidingWindow {
 }
 
 impl Algorithm for SlidingWindow {
+    fn pack(&self) -> Option<Packed> {
+        Some([self.rate.count(), self.rate.window_nanos(), 0, 0, 0, 0])
+    }
+
+    fn unpack(w: &Packed) -> Option<Self> {
+        Some(SlidingWindow {
+            rate: Rate::from_parts(w[0], w[1])?,
+        })
+    }
+
     type State = SlidingWindowState;
     type Cell = Mutex<SlidingWindowState>;
 

@@ -39,7 +39,7 @@ use parking_lot::Mutex;
 
 pub use anchor::{AnchorError, CycleAnchor};
 
-use super::Algorithm;
+use super::{Algorithm, Packed};
 #[cfg(feature = "serde")]
 use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate, RateError};
@@ -219,6 +219,35 @@ fn to_nanos(dt: DateTime) -> Option<Nanos> {
 }
 
 impl Algorithm for CalendarQuota {
+    fn pack(&self) -> Option<Packed> {
+        let period = match self.period {
+            Period::Day => 0,
+            Period::Month => 1,
+        };
+        Some([
+            self.rate.count(),
+            self.rate.window_nanos(),
+            period,
+            u64::from(self.anchor.day),
+            u64::from(self.anchor.second_of_day),
+            0,
+        ])
+    }
+
+    fn unpack(w: &Packed) -> Option<Self> {
+        Some(CalendarQuota {
+            rate: Rate::from_parts(w[0], w[1])?,
+            period: match w[2] {
+                0 => Period::Day,
+                _ => Period::Month,
+            },
+            anchor: CycleAnchor {
+                day: u8::try_from(w[3]).ok()?,
+                second_of_day: u32::try_from(w[4]).ok()?,
+            },
+        })
+    }
+
     type State = CalendarState;
     type Cell = Mutex<CalendarState>;
 

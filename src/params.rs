@@ -1,0 +1,159 @@
+//! Live parameters that checks read without a lock.
+//!
+//! An unkeyed limiter has no shard lock to keep its parameters under (a keyed store keeps
+//! a copy per shard, under the lock its checks already take). Taking a read lock on every
+//! check would cost two atomic read-modify-writes beside the state's one. Instead the
+//! parameters are also kept as words ([`Algorithm::pack`]) behind a sequence counter:
+//! a check reads the counter, the words and the counter again — plain loads — and
+//! retries if a change was writing in between.
+//!
+//! Until the first change, checks read the parameters the limiter was built with: one
+//! flag load.
+//!
+//! Changes publish under the state cell's lock, and checks read the parameters inside
+//! the cell's critical section (or inside its compare-and-swap loop, which retries when a
+//! change has touched the state), so a check uses the parameters that match the state it
+//! commits to.
+
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::algorithm::{Algorithm, Packed};
+
+pub(crate) struct Published<A> {
+    /// The parameters the limiter was built with, read until `changed`.
+    initial: A,
+    changed: AtomicBool,
+    /// The parameters; changes hold the write lock, so one change runs at a time.
+    alg: RwLock<A>,
+    /// Odd while a change writes `words`.
+    seq: AtomicU64,
+    words: [AtomicU64; 6],
+    /// Whether `words` hold the parameters (the algorithm packs).
+    packed: AtomicBool,
+}
+
+impl<A: Algorithm> Published<A> {
+    pub(crate) fn new(alg: A) -> Self {
+        Published {
+            alg: RwLock::new(alg.clone()),
+            initial: alg,
+            changed: AtomicBool::new(false),
+            seq: AtomicU64::new(0),
+            words: Default::default(),
+            packed: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `f` with the current parameters, without a lock when they pack.
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&A) -> R) -> R {
+        // Relaxed: the initial parameters never change; the words are ordered by the
+        // sequence counter's own acquire loads.
+        if !self.changed.load(Ordering::Relaxed) {
+            return f(&self.initial);
+        }
+        if self.packed.load(Ordering::Acquire) {
+            if let Some(alg) = self.load() {
+                return f(&alg);
+            }
+        }
+        f(&self.alg.read())
+    }
+
+    #[inline]
+    fn load(&self) -> Option<A> {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                let words: Packed = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
+                fence(Ordering::Acquire);
+                if self.seq.load(Ordering::Relaxed) == before {
+                    return A::unpack(&words);
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Makes `next` what [`with`](Self::with) reads. Call under the write guard, and under
+    /// the state cell's lock, after carrying the state over.
+    pub(crate) fn publish(&self, next: &A) {
+        match next.pack() {
+            Some(words) => {
+                let seq = self.seq.load(Ordering::Relaxed);
+                self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+                fence(Ordering::Release);
+                for (slot, word) in self.words.iter().zip(words) {
+                    slot.store(word, Ordering::Relaxed);
+                }
+                self.seq.store(seq.wrapping_add(2), Ordering::Release);
+                self.packed.store(true, Ordering::Release);
+            }
+            None => self.packed.store(false, Ordering::Release),
+        }
+        self.changed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, A> {
+        self.alg.read()
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, A> {
+        self.alg.write()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FixedWindow, Gcra, Rate};
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn readers_never_see_a_mix_of_two_parameter_sets() {
+        let a = Gcra::new(Rate::per_second(10).unwrap());
+        let b = Gcra::new(Rate::per_minute(7).unwrap())
+            .with_burst(3)
+            .unwrap();
+        let published = Published::new(a);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..20_000 {
+                    let _guard = published.write();
+                    published.publish(if i % 2 == 0 { &b } else { &a });
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+            let mut seen = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                published.with(|p| assert!(*p == a || *p == b, "{p:?}"));
+                seen += 1;
+            }
+            assert!(seen > 0);
+        });
+    }
+
+    #[test]
+    fn every_algorithm_packs_and_unpacks_to_itself() {
+        let rate = Rate::per_minute(90).unwrap();
+        let gcra = Gcra::new(rate).with_burst(7).unwrap();
+        assert_eq!(Gcra::unpack(&gcra.pack().unwrap()), Some(gcra));
+        let fw = FixedWindow::new(rate).anchored(crate::Anchor::FirstRequest);
+        assert_eq!(FixedWindow::unpack(&fw.pack().unwrap()), Some(fw));
+        let sw = crate::SlidingWindow::new(rate);
+        assert_eq!(crate::SlidingWindow::unpack(&sw.pack().unwrap()), Some(sw));
+        let sl = crate::SlidingLog::new(rate);
+        assert_eq!(crate::SlidingLog::unpack(&sl.pack().unwrap()), Some(sl));
+        let cal = crate::CalendarQuota::monthly(3)
+            .unwrap()
+            .anchored("2024-01-31T09:30:00Z".parse().unwrap());
+        assert_eq!(
+            crate::CalendarQuota::unpack(&cal.pack().unwrap()),
+            Some(cal)
+        );
+        assert_eq!(Gcra::unpack(&[0; 6]), None);
+    }
+}
