@@ -569,7 +569,7 @@ fn sliding_log_entries_are_unique_at_the_same_timestamp() {
     }
     let mut con = server.connection();
     let n: u64 = redis::cmd("ZCARD")
-        .arg("ratewarden:log:log")
+        .arg("ratewarden:log:log:sl")
         .query(&mut con)
         .unwrap();
     assert_eq!(n, 200);
@@ -724,12 +724,12 @@ fn a_key_of_the_wrong_type_is_a_typed_error_even_when_failing_open() {
         .unwrap();
     let mut con = server.connection();
     let () = redis::cmd("SET")
-        .arg("ratewarden:typed:fixed:x")
+        .arg("ratewarden:typed:fixed:fw:x")
         .arg("not a hash")
         .query(&mut con)
         .unwrap();
     let () = redis::cmd("HSET")
-        .arg("ratewarden:typed:gcra:y")
+        .arg("ratewarden:typed:gcra:gcra:y")
         .arg("f")
         .arg("v")
         .query(&mut con)
@@ -742,7 +742,7 @@ fn a_key_of_the_wrong_type_is_a_typed_error_even_when_failing_open() {
     }
     // nothing was written for the scope of the right type
     let exists: u64 = redis::cmd("EXISTS")
-        .arg("ratewarden:typed:gcra:x")
+        .arg("ratewarden:typed:gcra:gcra:x")
         .query(&mut con)
         .unwrap();
     assert_eq!(exists, 0);
@@ -1040,8 +1040,8 @@ fn keys_carry_the_hash_tag_and_a_missing_tag_is_an_error() {
     assert_eq!(
         keys,
         [
-            "{acme}:ratewarden:tagged:org",
-            "{acme}:ratewarden:tagged:user:u"
+            "{acme}:ratewarden:tagged:org:fw",
+            "{acme}:ratewarden:tagged:user:fw:u"
         ]
     );
     for key in &keys {
@@ -1088,4 +1088,34 @@ fn an_async_backend_outside_a_runtime_is_a_typed_error() {
         AsyncRedisBackend::open("redis://127.0.0.1:1/").unwrap_err(),
         RedisCheckError::NoRuntime
     );
+}
+
+#[test]
+fn changing_a_scopes_algorithm_starts_on_fresh_keys_instead_of_the_wrong_type() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let redis = RedisBackend::open(&server.url()).unwrap();
+    let v1: RedisPolicy<Req> = RedisPolicy::builder()
+        .name("deploy")
+        .scope(RedisScope::keyed(
+            "per_user",
+            FixedWindow::new(per_day(5)),
+            |r: &Req| Some(r.user.clone()),
+        ))
+        .build()
+        .unwrap();
+    assert!(v1.check(&redis, &req("u", "o"), 2).unwrap().is_allowed());
+    // The next release runs the same scope as GCRA: no WRONGTYPE, a fresh quota.
+    let v2: RedisPolicy<Req> = RedisPolicy::builder()
+        .name("deploy")
+        .scope(RedisScope::keyed(
+            "per_user",
+            Gcra::new(per_day(5)),
+            |r: &Req| Some(r.user.clone()),
+        ))
+        .build()
+        .unwrap();
+    let d = v2.check(&redis, &req("u", "o"), 1).unwrap();
+    assert_eq!(d.scope("per_user").unwrap().decision.remaining(), 4);
 }

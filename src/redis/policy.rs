@@ -101,7 +101,8 @@ struct Built<Req> {
 /// fresh key. Time is whole microseconds; see [`RedisAlgorithm`] for the few rates this
 /// rules out.
 ///
-/// Key names are `{<tag>}:<prefix>:<policy>:<scope>[:<key>]`, with the hash tag only
+/// Key names are `{<tag>}:<prefix>:<policy>:<scope>:<algorithm>[:<key>]` (the algorithm as
+/// [`RedisAlgorithm::key_tag`] names it), with the hash tag only
 /// when the policy has one (and not for [`global`](RedisScope::global) scopes under a
 /// per-request tag). A policy meant for Redis Cluster is built with
 /// [`cluster`](RedisPolicyBuilder::cluster), which rejects layouts whose keys cannot
@@ -275,7 +276,13 @@ impl<Req: 'static> RedisPolicyBuilder<Req> {
                     rate: scope.alg.rate(),
                     reason,
                 })?;
-            let stem = format!("{}:{}:{}", self.prefix, self.name, scope.name);
+            let stem = format!(
+                "{}:{}:{}:{}",
+                self.prefix,
+                self.name,
+                scope.name,
+                scope.alg.key_tag()
+            );
             scopes.push(Built {
                 scope,
                 params,

@@ -73,6 +73,18 @@ pub(crate) struct Params {
 }
 
 impl RedisAlgorithm {
+    /// The algorithm's part of a key name: `fw`, `sw`, `sl` or `gcra`. Each algorithm
+    /// keeps its state in its own Redis type, so a deploy that changes a scope's algorithm
+    /// starts on fresh keys (the old ones expire) instead of hitting the wrong type.
+    pub fn key_tag(&self) -> &'static str {
+        match self {
+            RedisAlgorithm::FixedWindow(_) => "fw",
+            RedisAlgorithm::SlidingWindow(_) => "sw",
+            RedisAlgorithm::SlidingLog(_) => "sl",
+            RedisAlgorithm::Gcra(_) => "gcra",
+        }
+    }
+
     /// The rate enforced.
     pub fn rate(&self) -> Rate {
         match self {
