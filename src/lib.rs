@@ -67,6 +67,13 @@
 //! - [`headers`]: every rate-limit header convention (classic `X-RateLimit-*`, per-window,
 //!   IETF `RateLimit`/`RateLimit-Policy` drafts 6, 7 and 10, `Retry-After`) and the 429
 //!   bodies real APIs send.
+//! - [`CalendarQuota`]: quotas per UTC day or calendar month; [`Scope::calendar`] gives
+//!   each key its own billing date.
+//! - `config` (feature `serde`): a whole [`Policy`] from TOML, JSON or YAML, every
+//!   problem reported with its path.
+//! - `snapshot` (feature `serde`): the state of a limiter or policy, saved and restored
+//!   across restarts; `set_rate` on limiters and [`Policy::set_rate`] change limits live,
+//!   keeping what each key used.
 //! - [`Pacer`]: wait for quota instead of being refused — callers queued per key in
 //!   arrival order, with deadlines, blocking or async under any executor.
 //! - [`client`]: the other side of the wire — read rate-limit headers of every style
