@@ -47,10 +47,18 @@ pub struct Clock {
     /// A raw reading of `inner` taken at construction.
     origin: u64,
     unix_at_origin: Nanos,
-    /// Highest reading returned so far; `None` for clocks known to be monotonic.
-    latest: Option<Arc<AtomicU64>>,
-    /// For a coarse clock, the timestamp its background thread refreshes.
-    coarse: Option<&'static AtomicU64>,
+    mode: Mode,
+}
+
+/// How a reading is taken: one match per reading.
+#[derive(Clone, Debug)]
+enum Mode {
+    /// quanta's real clock, monotonic: read as it is.
+    Monotonic,
+    /// Any other quanta clock (a mock): guarded by the highest reading returned so far.
+    Guarded(Arc<AtomicU64>),
+    /// The timestamp [`Clock::coarse`]'s background thread refreshes.
+    Coarse(&'static AtomicU64),
 }
 
 impl Clock {
@@ -65,8 +73,7 @@ impl Clock {
             inner,
             origin,
             unix_at_origin: u64::try_from(unix.as_nanos()).unwrap_or(u64::MAX / 2),
-            latest: None,
-            coarse: None,
+            mode: Mode::Monotonic,
         }
     }
 
@@ -96,15 +103,19 @@ impl Clock {
                 .ok()
                 .map(|_| stamp)
         });
-        Clock {
-            coarse: stamp,
-            ..Clock::new()
+        let clock = Clock::new();
+        match stamp {
+            Some(stamp) => Clock {
+                mode: Mode::Coarse(stamp),
+                ..clock
+            },
+            None => clock,
         }
     }
 
     /// Whether this clock reads a refreshed timestamp ([`Clock::coarse`]).
     pub fn is_coarse(&self) -> bool {
-        self.coarse.is_some()
+        matches!(self.mode, Mode::Coarse(_))
     }
 
     /// A mock clock starting at the Unix epoch, and the handle that moves it.
@@ -122,24 +133,19 @@ impl Clock {
             inner,
             origin,
             unix_at_origin: unix_now,
-            latest: Some(Arc::new(AtomicU64::new(unix_now))),
-            coarse: None,
+            mode: Mode::Guarded(Arc::new(AtomicU64::new(unix_now))),
         }
     }
 
     /// The current time in nanoseconds since the Unix epoch. Never decreases.
     #[inline]
     pub fn now(&self) -> Nanos {
-        if let Some(stamp) = self.coarse {
+        match &self.mode {
+            Mode::Monotonic => self.reading(),
             // Written only by one thread from a monotonic clock: never decreases.
-            return stamp.load(Ordering::Relaxed);
-        }
-        // The raw counter scaled to nanoseconds: no `Duration` round trip on the hot path.
-        let elapsed = self.inner.delta_as_nanos(self.origin, self.inner.raw());
-        let reading = self.unix_at_origin.saturating_add(elapsed);
-        match &self.latest {
-            None => reading,
-            Some(latest) => {
+            Mode::Coarse(stamp) => stamp.load(Ordering::Relaxed),
+            Mode::Guarded(latest) => {
+                let reading = self.reading();
                 let seen = latest.load(Ordering::Relaxed);
                 if reading <= seen {
                     seen
@@ -148,6 +154,13 @@ impl Clock {
                 }
             }
         }
+    }
+
+    /// The raw counter scaled to nanoseconds: no `Duration` round trip on the hot path.
+    #[inline]
+    fn reading(&self) -> Nanos {
+        let elapsed = self.inner.delta_as_nanos(self.origin, self.inner.raw());
+        self.unix_at_origin.saturating_add(elapsed)
     }
 
     /// The current time as a [`SystemTime`], for headers that carry absolute timestamps.

@@ -142,11 +142,7 @@ fn decide_and_commit<A: Algorithm>(
     now: Nanos,
     cost: u64,
 ) -> Decision {
-    let decision = alg.decide(state, now, cost);
-    if decision.is_allowed() {
-        alg.commit(state, now, cost);
-    }
-    decision
+    alg.decide_and_commit(state, now, cost)
 }
 
 /// The algorithm with `limit` units per window, if that differs from its own count.

@@ -144,6 +144,31 @@ impl Algorithm for Gcra {
         }
     }
 
+    /// One computation of `new` for both the decision and the commit.
+    #[inline]
+    fn decide_and_commit(&self, tat: &mut u64, now: Nanos, cost: u64) -> Decision {
+        let (t, tau, w) = (self.interval, self.tolerance, self.rate.window_nanos());
+        let base = (*tat).max(now);
+        let new = base.saturating_add(cost.saturating_mul(t));
+        if new - now <= tau {
+            if cost > 0 {
+                // Below u64::MAX, which `AtomicCell` reserves as its lock marker.
+                *tat = new.min(u64::MAX - 1);
+            }
+            Decision::allow_scaled(self.burst, tau - (new - now), t, w, new - now)
+        } else {
+            let backlog = base - now;
+            Decision::deny_scaled(
+                self.burst,
+                tau.saturating_sub(backlog),
+                t,
+                w,
+                backlog,
+                new - tau - now,
+            )
+        }
+    }
+
     #[inline]
     fn commit(&self, tat: &mut u64, now: Nanos, cost: u64) {
         // Saturating, and below u64::MAX, which `AtomicCell` reserves as its lock marker.

@@ -89,6 +89,16 @@ pub trait Algorithm: Clone + Debug + Send + Sync + 'static {
     fn decide(&self, state: &mut Self::State, now: Nanos, cost: u64) -> Decision;
     /// Consumes `cost` at `now`; see the trait contract.
     fn commit(&self, state: &mut Self::State, now: Nanos, cost: u64);
+    /// [`decide`](Algorithm::decide), then [`commit`](Algorithm::commit) if allowed: what
+    /// a check does. An algorithm may fuse the two to share their arithmetic.
+    #[inline]
+    fn decide_and_commit(&self, state: &mut Self::State, now: Nanos, cost: u64) -> Decision {
+        let decision = self.decide(state, now, cost);
+        if decision.is_allowed() {
+            self.commit(state, now, cost);
+        }
+        decision
+    }
     /// Gives back up to `cost`, never leaving the state fuller than fresh.
     fn refund(&self, state: &mut Self::State, now: Nanos, cost: u64);
     /// Whether the state is indistinguishable from fresh at `now` and at every later
