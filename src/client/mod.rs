@@ -184,27 +184,12 @@ impl Parser {
     /// `RateLimit`: draft 10 (`"name";r=5;t=30, ...`) or draft 7 (`limit=…, remaining=…`).
     fn ratelimit(&mut self, value: &str) {
         for item in sf_items(value) {
-            match item.name {
-                Some(name) => {
-                    let q = named(&mut self.named, &name, None);
-                    for (k, v) in item.params {
-                        match k {
-                            "r" => q.remaining = v.map(Number::count),
-                            "t" => q.reset_after = v.map(Number::delay),
-                            _ => {}
-                        }
-                    }
-                }
-                None => {
-                    for (k, v) in item.params {
-                        match k {
-                            "limit" => self.classic.limit = v.map(Number::count),
-                            "remaining" => self.classic.remaining = v.map(Number::count),
-                            "reset" => self.classic.reset_after = v.map(Number::delay),
-                            _ => {}
-                        }
-                    }
-                }
+            let q = match &item.name {
+                Some(name) => named(&mut self.named, name, None),
+                None => &mut self.classic,
+            };
+            for (k, v) in item.params {
+                set(q, k, v);
             }
         }
     }
@@ -212,15 +197,11 @@ impl Parser {
     /// `RateLimit-Policy`: draft 10 (`"name";q=100;w=60`) or drafts 6/7 (`100;w=60`).
     fn policy(&mut self, value: &str) {
         for item in sf_items(value) {
-            match item.name {
+            match &item.name {
                 Some(name) => {
-                    let q = named(&mut self.named, &name, None);
+                    let q = named(&mut self.named, name, None);
                     for (k, v) in item.params {
-                        match k {
-                            "q" => q.limit = v.map(Number::count),
-                            "w" => q.window = v.map(Number::delay),
-                            _ => {}
-                        }
+                        set(q, k, v);
                     }
                 }
                 None => {
@@ -282,6 +263,18 @@ fn named<'q>(named: &'q mut Vec<Quota>, name: &str, window: Option<Duration>) ->
         }
     };
     &mut named[i]
+}
+
+/// One Structured Field parameter, in the draft-10 (`q`, `r`, `t`, `w`) or draft-7
+/// (`limit`, `remaining`, `reset`) spelling; others (`qu`, `pk`) are not ours to read.
+fn set(q: &mut Quota, key: &str, value: Option<Number>) {
+    match key {
+        "q" | "limit" => q.limit = value.map(Number::count),
+        "r" | "remaining" => q.remaining = value.map(Number::count),
+        "t" | "reset" => q.reset_after = value.map(Number::delay),
+        "w" => q.window = value.map(Number::delay),
+        _ => {}
+    }
 }
 
 fn window_of(suffix: &str) -> Option<Duration> {
