@@ -704,8 +704,9 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
 
     /// [`set_rate`](Self::set_rate) at an explicit time.
     pub fn set_rate_at(&self, rate: Rate, now: Nanos) {
-        let next = self.alg.read().with_rate(rate);
-        self.set_algorithm_at(next, now)
+        let alg = self.alg.write();
+        let next = alg.with_rate(rate);
+        self.replace(alg, next, now);
     }
 
     /// Replaces the algorithm's parameters at run time, keeping the state.
@@ -715,8 +716,11 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
 
     /// [`set_algorithm`](Self::set_algorithm) at an explicit time.
     pub fn set_algorithm_at(&self, next: A, now: Nanos) {
-        let mut alg = self.alg.write();
-        // Published under the cell's lock, so that no check pairs the new parameters
+        self.replace(self.alg.write(), next, now);
+    }
+
+    fn replace(&self, mut alg: parking_lot::RwLockWriteGuard<'_, A>, next: A, now: Nanos) {
+        // Published under the cell's lock, so that no commit pairs the new parameters
         // with a state not yet carried over (or the reverse).
         self.cell.lock(|state| {
             alg.carry_over(&next, state, now);
@@ -734,9 +738,17 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
     /// [`check`](Self::check) at an explicit time.
     #[inline]
     pub fn check_at(&self, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
-        // The parameters are read inside the update, which runs again if a change
-        // touched the state meanwhile.
-        self.cell.update(|state| {
+        if <A::Cell as StateCell>::OPTIMISTIC {
+            // A denial writes nothing, so it can be decided on the state as read, without
+            // locking; it stands as of that reading.
+            let seen = self.peek_at(cost, now)?;
+            if seen.is_denied() {
+                return Ok(seen);
+            }
+        }
+        // A commit reads the parameters under the cell's lock, where no live change can
+        // come between them and the state (see `params.rs`).
+        self.cell.lock(|state| {
             self.alg.with(|alg| {
                 check_cost(alg, cost)?;
                 Ok(decide_and_commit(alg, state, now, cost))

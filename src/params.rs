@@ -10,14 +10,17 @@
 //! Until the first change, checks read the parameters the limiter was built with: one
 //! flag load.
 //!
-//! Changes publish under the state cell's lock, and checks read the parameters inside
-//! the cell's critical section (or inside its compare-and-swap loop, which retries when a
-//! change has touched the state), so a check uses the parameters that match the state it
-//! commits to.
+//! Changes publish under the state cell's lock, and every operation that writes the
+//! state reads the parameters inside the cell's critical section, so a commit always
+//! uses the parameters that match the state it commits to. (A compare-and-swap loop is
+//! not enough: a change that leaves the state's value as it was would let a commit
+//! computed with the old parameters land after it.) Algorithms that do not pack read a
+//! copy kept under a mutex that is only ever taken inside the cell's lock, never the
+//! other way round, so checks and changes cannot deadlock.
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::algorithm::{Algorithm, Packed};
 
@@ -32,12 +35,15 @@ pub(crate) struct Published<A> {
     words: [AtomicU64; 6],
     /// Whether `words` hold the parameters (the algorithm packs).
     packed: AtomicBool,
+    /// The parameters for algorithms that do not pack; taken only under the cell's lock.
+    fallback: Mutex<A>,
 }
 
 impl<A: Algorithm> Published<A> {
     pub(crate) fn new(alg: A) -> Self {
         Published {
             alg: RwLock::new(alg.clone()),
+            fallback: Mutex::new(alg.clone()),
             initial: alg,
             changed: AtomicBool::new(false),
             seq: AtomicU64::new(0),
@@ -59,7 +65,8 @@ impl<A: Algorithm> Published<A> {
                 return f(&alg);
             }
         }
-        f(&self.alg.read())
+        let alg = self.fallback.lock().clone();
+        f(&alg)
     }
 
     #[inline]
@@ -93,6 +100,7 @@ impl<A: Algorithm> Published<A> {
             }
             None => self.packed.store(false, Ordering::Release),
         }
+        *self.fallback.lock() = next.clone();
         self.changed.store(true, Ordering::Release);
     }
 

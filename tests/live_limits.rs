@@ -459,3 +459,190 @@ fn a_calendar_plan_upgrade_keeps_what_the_month_has_used() {
         Duration::from_secs(30 * 86_400 + 9 * 3_600 + 1_800)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Unkeyed limiters: parameters read without a lock must neither deadlock with a change
+// nor pair old parameters with a state the change has already carried over.
+// ---------------------------------------------------------------------------------------
+
+mod unkeyed_races {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{mpsc, Arc, Barrier};
+    use std::time::Duration;
+
+    use ratewarden::algorithm::{Algorithm, AtomicCell, Packed};
+    use ratewarden::{Clock, Decision, FixedWindow, Gcra, Nanos, Rate, UnkeyedLimiter};
+
+    /// A FixedWindow that does not override `pack` (the trait's documented default).
+    #[derive(Debug, Clone)]
+    struct NoPack(FixedWindow);
+
+    impl Algorithm for NoPack {
+        type State = <FixedWindow as Algorithm>::State;
+        type Cell = <FixedWindow as Algorithm>::Cell;
+        fn rate(&self) -> Rate {
+            self.0.rate()
+        }
+        fn with_rate(&self, rate: Rate) -> Self {
+            NoPack(self.0.with_rate(rate))
+        }
+        fn limit(&self) -> u64 {
+            self.0.limit()
+        }
+        fn fresh(&self) -> Self::State {
+            self.0.fresh()
+        }
+        fn decide(&self, s: &mut Self::State, now: Nanos, cost: u64) -> Decision {
+            self.0.decide(s, now, cost)
+        }
+        fn commit(&self, s: &mut Self::State, now: Nanos, cost: u64) {
+            self.0.commit(s, now, cost)
+        }
+        fn refund(&self, s: &mut Self::State, now: Nanos, cost: u64) {
+            self.0.refund(s, now, cost)
+        }
+        fn is_idle(&self, s: &Self::State, now: Nanos) -> bool {
+            self.0.is_idle(s, now)
+        }
+    }
+
+    static PROGRESS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+    #[test]
+    fn unkeyed_changes_and_checks_never_deadlock_for_an_algorithm_that_does_not_pack() {
+        let (clock, _mock) = Clock::mock();
+        let l = Arc::new(UnkeyedLimiter::with_clock(
+            NoPack(FixedWindow::new("1000000/min".parse().unwrap())),
+            clock,
+        ));
+        let (done, finished) = mpsc::channel();
+        for (t, progress) in PROGRESS.iter().enumerate() {
+            let (l, done) = (l.clone(), done.clone());
+            std::thread::spawn(move || {
+                for i in 0..200_000u64 {
+                    progress.store(i, Ordering::Relaxed);
+                    if t == 0 {
+                        l.set_rate(Rate::per_minute(1_000_000 + i % 2).unwrap());
+                    } else {
+                        let _ = l.check(1);
+                    }
+                }
+                done.send(()).unwrap();
+            });
+        }
+        for _ in 0..2 {
+            if finished.recv_timeout(Duration::from_secs(10)).is_err() {
+                let seen = |p: &[AtomicU64; 2]| {
+                    [p[0].load(Ordering::Relaxed), p[1].load(Ordering::Relaxed)]
+                };
+                let before = seen(&PROGRESS);
+                std::thread::sleep(Duration::from_secs(3));
+                panic!(
+                    "no progress for 3 s ({before:?} -> {:?}): deadlock",
+                    seen(&PROGRESS)
+                );
+            }
+        }
+    }
+
+    /// Gcra, but the first `decide_and_commit` after `ARM` is set pauses until released,
+    /// after it has read the parameters and before its compare-and-swap.
+    #[derive(Debug, Clone, Copy)]
+    struct Paused(Gcra);
+
+    static ARM: AtomicBool = AtomicBool::new(false);
+    static GATE: std::sync::OnceLock<(Barrier, Barrier)> = std::sync::OnceLock::new();
+    static SEEN_INTERVAL: AtomicU64 = AtomicU64::new(0);
+
+    impl Algorithm for Paused {
+        type State = u64;
+        type Cell = AtomicCell;
+        fn rate(&self) -> Rate {
+            self.0.rate()
+        }
+        fn with_rate(&self, rate: Rate) -> Self {
+            Paused(self.0.with_rate(rate))
+        }
+        fn limit(&self) -> u64 {
+            self.0.limit()
+        }
+        fn fresh(&self) -> u64 {
+            self.0.fresh()
+        }
+        fn decide(&self, s: &mut u64, now: Nanos, cost: u64) -> Decision {
+            self.0.decide(s, now, cost)
+        }
+        fn decide_and_commit(&self, s: &mut u64, now: Nanos, cost: u64) -> Decision {
+            let d = self.0.decide_and_commit(s, now, cost);
+            if ARM.swap(false, Ordering::SeqCst) {
+                SEEN_INTERVAL.store(self.0.interval_nanos(), Ordering::SeqCst);
+                let (a, b) = GATE.get().unwrap();
+                a.wait(); // let the change run now
+                b.wait(); // the change is done
+            }
+            d
+        }
+        fn commit(&self, s: &mut u64, now: Nanos, cost: u64) {
+            self.0.commit(s, now, cost)
+        }
+        fn refund(&self, s: &mut u64, now: Nanos, cost: u64) {
+            self.0.refund(s, now, cost)
+        }
+        fn is_idle(&self, s: &u64, now: Nanos) -> bool {
+            self.0.is_idle(s, now)
+        }
+        fn carry_over(&self, next: &Self, s: &mut u64, now: Nanos) {
+            self.0.carry_over(&next.0, s, now)
+        }
+        fn pack(&self) -> Option<Packed> {
+            self.0.pack()
+        }
+        fn unpack(w: &Packed) -> Option<Self> {
+            Gcra::unpack(w).map(Paused)
+        }
+    }
+
+    #[test]
+    fn an_unkeyed_gcra_commit_racing_a_change_uses_the_parameters_of_its_state() {
+        const S: u64 = 1_000_000_000;
+        GATE.get_or_init(|| (Barrier::new(2), Barrier::new(2)));
+        let (clock, _mock) = Clock::mock();
+        // 60 per second (T = 16.7 ms), then downgraded to 1 per second.
+        let l = Arc::new(UnkeyedLimiter::with_clock(
+            Paused(Gcra::new(Rate::per_second(60).unwrap())),
+            clock,
+        ));
+        let t0 = 100 * S;
+        ARM.store(true, Ordering::SeqCst);
+        let checker = {
+            let l = l.clone();
+            std::thread::spawn(move || l.check_at(60, t0).unwrap())
+        };
+        let (a, b) = GATE.get().unwrap();
+        a.wait();
+        // The check has read the old parameters and computed its new state; a change
+        // starts now, while the check is between its decision and its commit.
+        let changer = {
+            let l = l.clone();
+            std::thread::spawn(move || l.set_rate_at(Rate::per_second(30).unwrap(), t0))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        b.wait();
+        let d = checker.join().unwrap();
+        changer.join().unwrap();
+        assert!(d.is_allowed());
+        assert_eq!(SEEN_INTERVAL.load(Ordering::SeqCst), 16_666_667);
+        // 60 units were admitted at t0 under 60/s. Had they been committed before the change,
+        // carry-over would have made them 2 s of backlog at 30/s (nothing more until t0 + 1 s);
+        // had the check run after it, a cost of 60 could not fit a burst of 30.
+        let admitted_after = (1..1000u64)
+            .filter(|ms| l.check_at(1, t0 + ms * S / 1000).unwrap().is_allowed())
+            .count();
+        assert_eq!(
+            admitted_after,
+            0,
+            "{} admitted within one second: more than the larger limit (60/s)",
+            60 + admitted_after
+        );
+    }
+}

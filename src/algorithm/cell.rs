@@ -22,6 +22,11 @@ pub trait StateCell: Send + Sync + 'static {
     fn update<R>(&self, f: impl FnMut(&mut Self::State) -> R) -> R;
     /// The state, through exclusive access to the cell.
     fn get_mut(&mut self) -> &mut Self::State;
+
+    /// Whether [`update`](Self::update) reads without locking (a compare-and-swap cell),
+    /// so that a read-only decision is cheaper through it than through
+    /// [`lock`](Self::lock).
+    const OPTIMISTIC: bool = false;
 }
 
 impl<S: Send + 'static> StateCell for Mutex<S> {
@@ -79,6 +84,8 @@ fn backoff(spins: &mut u32) {
 
 impl StateCell for AtomicCell {
     type State = u64;
+
+    const OPTIMISTIC: bool = true;
 
     fn new(state: u64) -> Self {
         AtomicCell(AtomicU64::new(state))
