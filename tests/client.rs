@@ -355,9 +355,17 @@ fn backoff_grows_with_jitter_and_never_undercuts_retry_after() {
     assert!(draws.len() > 1);
     assert_eq!(b.delay(9, None), None);
     // Huge attempts and delays saturate instead of overflowing.
-    let huge = Backoff::new(secs(u64::MAX / 4), Duration::MAX).max_attempts(u32::MAX);
+    let huge = Backoff::new(secs(u64::MAX / 4), Duration::MAX)
+        .max_attempts(u32::MAX)
+        .max_wait(Duration::MAX);
     assert!(huge.delay_with(200, None, 5).is_some());
     assert!(huge.delay_with(0, Some(Duration::MAX), 5).is_some());
+    // A server asking for longer than the caller will wait: give up instead of sleeping.
+    assert_eq!(b.delay_with(0, Some(secs(86_401)), 5), None);
+    assert!(b
+        .max_wait(secs(90_000))
+        .delay_with(0, Some(secs(86_401)), 5)
+        .is_some());
 }
 
 #[test]

@@ -78,7 +78,15 @@ pub(super) fn delay_or_date(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 fn seconds_of(year: i64, month: u32, day: u32, h: u64, m: u64, s: u64) -> Option<Duration> {
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+    // Four-digit years only, as both date forms have: anything else is not a date (and
+    // a huge year would overflow the day count).
+    if !(1..=9_999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || m > 59
+        || s > 60
+    {
         return None;
     }
     let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
@@ -229,6 +237,9 @@ mod tests {
             "yesterday",
             "2025-13-01T00:00:00Z",
             "2025-01-01T00:00:00",
+            "Sun, 06 Nov 999999999999999999 08:49:37 GMT",
+            "999999999999-01-01T00:00:00Z",
+            "-5-01-01T00:00:00Z",
         ] {
             assert_eq!(
                 delay_or_date(bad, epoch).or(reset(bad, epoch)),

@@ -17,7 +17,9 @@ use crate::Clock;
 /// of `min(max, base × 2ⁿ)` ("equal jitter": delays grow, and clients that failed
 /// together spread out). With a `Retry-After`, it waits that long plus a random spread of
 /// up to `base`, so a crowd told the same second does not return in the same
-/// millisecond. After `max_attempts` attempts it gives up.
+/// millisecond. After `max_attempts` attempts it gives up, and so it does when a server
+/// asks for a wait longer than [`max_wait`](Self::max_wait) (a day unless set): a
+/// `Retry-After` of years is a reason to stop, not to sleep.
 ///
 /// ```
 /// use ratewarden::client::Backoff;
@@ -35,6 +37,7 @@ pub struct Backoff {
     base: Duration,
     max: Duration,
     max_attempts: u32,
+    max_wait: Duration,
 }
 
 impl Backoff {
@@ -44,7 +47,14 @@ impl Backoff {
             base,
             max: max.max(base),
             max_attempts: 8,
+            max_wait: Duration::from_secs(86_400),
         }
+    }
+
+    /// The longest `Retry-After` worth waiting for; a longer one gives up.
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
     }
 
     /// How many attempts in all before giving up.
@@ -66,7 +76,9 @@ impl Backoff {
         retry_after: Option<Duration>,
         random: u64,
     ) -> Option<Duration> {
-        if attempt.saturating_add(1) >= self.max_attempts {
+        if attempt.saturating_add(1) >= self.max_attempts
+            || retry_after.is_some_and(|told| told > self.max_wait)
+        {
             return None;
         }
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
