@@ -243,3 +243,32 @@ async fn async_waits_under_tokio_share_one_queue() {
     }
     assert_eq!(pacer.waiting(&"org"), 0);
 }
+
+struct Counting(Arc<std::sync::atomic::AtomicUsize>, ManualTimer);
+
+impl ratewarden::Timer for Counting {
+    fn sleep_until(&self, clock: &Clock, at: ratewarden::Nanos) -> ratewarden::Sleep {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.1.sleep_until(clock, at)
+    }
+}
+
+#[test]
+fn a_caller_admitted_at_once_arms_no_timer_even_with_a_deadline() {
+    let (clock, mock) = Clock::mock();
+    let armed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let timer = ManualTimer::new(clock.clone(), mock);
+    let limiter: KeyedLimiter<u64> =
+        KeyedLimiter::with_clock(Gcra::new("1000/s".parse().unwrap()), clock);
+    let pacer = Pacer::with_timer(limiter, Counting(armed.clone(), timer.clone()));
+    for _ in 0..1000 {
+        pacer
+            .until_ready(&1, 1, Some(Duration::from_secs(3600)))
+            .unwrap();
+    }
+    assert_eq!(armed.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // The next one must wait: only now is a sleep registered.
+    let mut next = Box::pin(pacer.ready(&1, 1, Some(Duration::from_secs(3600))));
+    assert!(poll_once(next.as_mut()).is_pending());
+    assert_eq!(armed.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -168,13 +168,20 @@ where
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let deadline = timeout.map(|t| clock.now().saturating_add(nanos(t)));
         let place = self.join(key)?;
-        let mut expiry = deadline.map(|at| self.timer.sleep_until(clock, at));
+        // The deadline's timer is armed only for a caller that has to wait its turn: one
+        // admitted at once registers nothing.
+        let mut expiry: Option<Sleep> = None;
         loop {
-            Turn {
-                place: &place,
-                expiry: expiry.as_mut(),
+            if !place.is_head() {
+                if expiry.is_none() {
+                    expiry = deadline.map(|at| self.timer.sleep_until(clock, at));
+                }
+                Turn {
+                    place: &place,
+                    expiry: expiry.as_mut(),
+                }
+                .await?;
             }
-            .await?;
             let now = clock.now();
             let decision = self.limiter.check_at(key, cost, now)?;
             if decision.is_allowed() {
@@ -211,6 +218,16 @@ struct Place<'p, K: Hash + Eq, L> {
     pacer: &'p Pacer<K, L>,
     key: K,
     id: u64,
+}
+
+impl<K: Hash + Eq, L> Place<'_, K, L> {
+    fn is_head(&self) -> bool {
+        let queues = self.pacer.queues.lock();
+        queues
+            .get(&self.key)
+            .and_then(VecDeque::front)
+            .is_some_and(|w| w.id == self.id)
+    }
 }
 
 impl<K: Hash + Eq, L> Drop for Place<'_, K, L> {

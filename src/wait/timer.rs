@@ -72,12 +72,24 @@ struct Wheel {
     heap: BinaryHeap<Entry>,
     alarms: std::collections::HashMap<u64, Arc<Alarm>>,
     next: u64,
+    /// The queue length at which dropped sleeps are purged next.
+    purge_at: usize,
+}
+
+impl Wheel {
+    /// Drops the entries of sleeps nobody awaits any more (only the wheel holds them).
+    fn purge(&mut self) {
+        self.alarms.retain(|_, alarm| Arc::strong_count(alarm) > 1);
+        let alarms = &self.alarms;
+        self.heap.retain(|Reverse((_, id))| alarms.contains_key(id));
+        self.purge_at = (2 * self.heap.len()).max(1_024);
+    }
 }
 
 /// Real time, from one shared background thread (`ratewarden-timer`, started on first
 /// use) that wakes each sleeper at its instant. Works under any async executor and in
-/// blocking code alike. A dropped sleep's entry stays queued (a few dozen bytes) until
-/// its instant passes.
+/// blocking code alike. A dropped sleep's entry is purged once dropped entries could
+/// make up half the queue, so memory follows the sleeps still pending.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ThreadTimer;
 
@@ -131,6 +143,9 @@ impl Timer for ThreadTimer {
             (_, _) if delay.is_zero() => alarm.fire(),
             (Some(shared), Some(instant)) => {
                 let mut wheel = shared.wheel.lock();
+                if wheel.heap.len() >= wheel.purge_at {
+                    wheel.purge();
+                }
                 let id = wheel.next;
                 wheel.next += 1;
                 wheel.heap.push(Reverse((instant, id)));
@@ -269,5 +284,23 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
             return value;
         }
         thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_sleeps_are_purged_from_the_thread_timer() {
+        let clock = Clock::new();
+        let far = clock.now() + 3_600_000_000_000;
+        for _ in 0..10_000 {
+            drop(ThreadTimer.sleep_until(&clock, far));
+        }
+        let kept = ThreadTimer.sleep_until(&clock, far);
+        let queued = shared().map(|s| s.wheel.lock().heap.len()).unwrap_or(0);
+        assert!(queued <= 2_048, "{queued} entries for one pending sleep");
+        drop(kept);
     }
 }
