@@ -1031,3 +1031,90 @@ fn snapshots_taken_while_threads_check_and_limits_change_always_restore() {
     }
     changer.join().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// States reaching far past the snapshot are refused: they would lock a key out and never
+// be evicted.
+// ---------------------------------------------------------------------------------------
+
+mod far_future_states {
+    use ratewarden::algorithm::{Algorithm, FixedWindowState, SlidingWindowState};
+    use ratewarden::snapshot::{
+        Key, KeyState, LimiterSnapshot, SnapshotError, StateSnapshot, SNAPSHOT_VERSION,
+    };
+    use ratewarden::{Clock, FixedWindow, Gcra, KeyedLimiter, SlidingWindow, UnkeyedLimiter};
+
+    const S: u64 = 1_000_000_000;
+
+    /// A sealed snapshot of one key: the checksum holds, only the state is wrong.
+    fn snap<A: Algorithm>(alg: &A, key: Key, state: StateSnapshot) -> LimiterSnapshot {
+        let mut s = LimiterSnapshot {
+            version: SNAPSHOT_VERSION,
+            taken_at: 1_000 * S,
+            algorithm: alg.snapshot_kind().unwrap(),
+            rate: alg.rate(),
+            keys: vec![KeyState { key, state }],
+            checksum: None,
+        };
+        s.seal();
+        s
+    }
+
+    fn refused(r: Result<(), SnapshotError>) {
+        assert!(matches!(r, Err(SnapshotError::Corrupted { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_gcra_arrival_time_centuries_ahead_is_refused_and_the_key_stays_free() {
+        let (clock, _mock) = Clock::mock();
+        let alg = Gcra::new("10/min".parse().unwrap());
+        let l: KeyedLimiter<u64> = KeyedLimiter::with_clock(alg, clock);
+        refused(l.restore_at(
+            &snap(&alg, Key::U64(7), StateSnapshot::Gcra(u64::MAX - 1)),
+            1_000 * S,
+        ));
+        assert!(l.check_at(&7, 1, 1_000 * S).unwrap().is_allowed());
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn window_starts_centuries_ahead_are_refused() {
+        let (clock, _mock) = Clock::mock();
+        let fw = FixedWindow::new("10/min".parse().unwrap());
+        let l: KeyedLimiter<u64, FixedWindow> = KeyedLimiter::with_clock(fw, clock.clone());
+        let st = FixedWindowState {
+            start: u64::MAX - 1,
+            count: 10,
+        };
+        refused(l.restore_at(
+            &snap(&fw, Key::U64(7), StateSnapshot::FixedWindow(st)),
+            1_000 * S,
+        ));
+        assert!(l.is_empty());
+
+        let sw = SlidingWindow::new("10/min".parse().unwrap());
+        let u = UnkeyedLimiter::with_clock(sw, clock);
+        let w = 60 * S;
+        let st = SlidingWindowState {
+            start: (u64::MAX / w) * w,
+            prev: 10,
+            cur: 10,
+        };
+        refused(u.restore_at(
+            &snap(&sw, Key::Unit, StateSnapshot::SlidingWindow(st)),
+            1_000 * S,
+        ));
+        assert!(u.check_at(1, 4_600 * S).unwrap().is_allowed());
+    }
+
+    #[test]
+    fn a_gcra_snapshot_at_the_longest_window_restores() {
+        let (clock, _mock) = Clock::mock();
+        let alg = Gcra::new(ratewarden::Rate::new(7, ratewarden::MAX_WINDOW).unwrap());
+        let a: KeyedLimiter<u64> = KeyedLimiter::with_clock(alg, clock.clone());
+        a.check_at(&1, 1, S).unwrap();
+        let b: KeyedLimiter<u64> = KeyedLimiter::with_clock(alg, clock);
+        b.restore_at(&a.snapshot_at(S).unwrap(), S).unwrap();
+        assert_eq!(b.peek_at(&1, 1, S).unwrap().remaining(), 5);
+    }
+}

@@ -219,6 +219,9 @@ impl Algorithm for Gcra {
     #[cfg(feature = "serde")]
     fn recorded(&self, kind: &AlgorithmKind, rate: Rate) -> Result<Gcra, SnapshotError> {
         match *kind {
+            // The default burst as `new` makes it (which `with_burst` would refuse at the
+            // longest windows, where the rounded-up interval spans a little more).
+            AlgorithmKind::Gcra { burst } if burst == rate.count() => Ok(Gcra::new(rate)),
             AlgorithmKind::Gcra { burst } => {
                 Gcra::new(rate)
                     .with_burst(burst)

@@ -161,9 +161,16 @@ impl<Req: 'static> Policy<Req> {
             .map(|(n, _)| n.to_string())
             .collect();
         for (i, limiter) in plan {
-            // Validated above; only traffic racing the restore could change the outcome,
-            // and a key it leaves fresh is what a restart without a snapshot gives.
-            let _ = self.scopes[i].run.restore_at(limiter, now);
+            // Validated above; only traffic racing the restore can make it fail (keys it
+            // leaves fresh are what a restart without a snapshot gives): report it.
+            if self.scopes[i].run.restore_at(limiter, now).is_err() {
+                let name = self.scopes[i].name.to_string();
+                report.restored.retain(|n| *n != name);
+                report.dropped.push(DroppedScope {
+                    name,
+                    reason: DropReason::NoRoom,
+                });
+            }
         }
         Ok(report)
     }

@@ -9,7 +9,11 @@ use super::{
 };
 use crate::algorithm::{Algorithm, StateCell};
 use crate::snapshot::Key;
-use crate::{KeyedLimiter, Nanos, UnkeyedLimiter};
+use crate::{KeyedLimiter, Nanos, UnkeyedLimiter, MAX_WINDOW};
+
+/// How far past a snapshot's time a restored state may still be in use: twice the longest
+/// window (room for the debt a downgrade leaves behind).
+const HORIZON: Nanos = 2 * (MAX_WINDOW.as_secs() * 1_000_000_000);
 
 /// A snapshot decoded and checked against a limiter, ready to apply.
 struct Prepared<K, A: Algorithm> {
@@ -51,6 +55,7 @@ fn prepare<K, A: Algorithm>(
             room,
         });
     }
+    let horizon = snapshot.taken_at.saturating_add(HORIZON);
     let mut seen: HashSet<&Key> = HashSet::with_capacity(snapshot.keys.len());
     let mut states = Vec::with_capacity(snapshot.keys.len());
     for KeyState { key, state } in &snapshot.keys {
@@ -66,6 +71,16 @@ fn prepare<K, A: Algorithm>(
                 what: what.to_owned(),
                 reason: format!("key {key:?}: {reason}"),
             })?;
+        // No limiter writes a state still in use this far past the snapshot: it would
+        // lock its key out for longer than any window and never be evicted.
+        if !recorded.is_idle(&state, horizon) {
+            return Err(SnapshotError::Corrupted {
+                what: what.to_owned(),
+                reason: format!(
+                    "key {key:?}: its state stays in use beyond twice the longest window after the snapshot"
+                ),
+            });
+        }
         let key = (codec.decode)(key).ok_or_else(|| SnapshotError::KeyMismatch {
             what: what.to_owned(),
             key: key.clone(),
@@ -156,12 +171,20 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         // Held throughout, so that no limit change runs between the checks and the writes.
         let alg = self.alg.read();
         let Prepared { recorded, states } = self.prepare(&alg, snapshot)?;
+        let mut missed = 0;
         for (key, mut state) in states {
             // Room was checked; only traffic racing the restore can fill the store, and
             // then the key starts fresh, as it would have without a snapshot.
-            self.store.upsert(key, |alg, cell| {
+            let placed = self.store.upsert(key, |alg, cell| {
                 recorded.carry_over(alg, &mut state, now);
                 cell.lock(|s| *s = state);
+            });
+            missed += usize::from(!placed);
+        }
+        if missed > 0 {
+            return Err(SnapshotError::NoRoom {
+                what: "keyed limiter".to_owned(),
+                keys: missed,
             });
         }
         Ok(())

@@ -254,6 +254,15 @@ pub enum SnapshotError {
         /// What is wrong.
         reason: String,
     },
+    /// Traffic filled the key store while the snapshot was being restored: the other
+    /// keys were restored, these start fresh (as without a snapshot).
+    #[error("{what}: {keys} keys found no room (traffic filled the store during the restore) and start fresh")]
+    NoRoom {
+        /// What was being restored.
+        what: String,
+        /// How many keys start fresh.
+        keys: usize,
+    },
     /// The limiter cannot hold every key of the snapshot.
     #[error("{what}: snapshot holds {keys} keys, more than the limiter's room for {room}")]
     TooManyKeys {
@@ -278,6 +287,9 @@ pub enum DropReason {
     KeyTypeChanged,
     /// The scope now cannot be restored (its limiter has no snapshot support).
     Unsupported,
+    /// Traffic filled the scope's key store while the snapshot was being restored; some
+    /// or all of its keys start fresh.
+    NoRoom,
 }
 
 /// A scope of a snapshot whose state was not restored.
