@@ -284,6 +284,14 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
 
     /// How many more keys the cap allows.
     #[cfg(feature = "serde")]
+    /// Whether `key` is tracked.
+    #[cfg(feature = "serde")]
+    pub(crate) fn contains(&self, key: &K) -> bool {
+        let (hash, shard) = self.locate(key);
+        let table = shard.table.read();
+        table.entries.find(hash, |e| e.key == *key).is_some()
+    }
+
     pub(crate) fn room(&self) -> usize {
         self.max_keys.saturating_sub(self.len())
     }

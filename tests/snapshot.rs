@@ -1118,3 +1118,39 @@ mod far_future_states {
         assert_eq!(b.peek_at(&1, 1, S).unwrap().remaining(), 5);
     }
 }
+
+#[test]
+fn restoring_into_a_full_limiter_counts_only_the_keys_it_adds() {
+    use ratewarden::snapshot::SnapshotError;
+    use ratewarden::{Clock, Gcra, KeyedLimiter};
+    let (clock, _mock) = Clock::mock();
+    let limiter: KeyedLimiter<u64> = KeyedLimiter::builder(Gcra::new("10/min".parse().unwrap()))
+        .clock(clock)
+        .max_keys(3)
+        .build();
+    for key in 0..3 {
+        limiter.check(&key, 4).unwrap();
+    }
+    let snapshot = limiter.snapshot().unwrap();
+    // Full, but every key of the snapshot is already here: it overwrites, adds nothing.
+    limiter.restore(&snapshot).unwrap();
+    assert_eq!(limiter.peek(&1, 1).unwrap().remaining(), 5);
+    // A snapshot with a key the limiter lacks still needs room for it.
+    let (clock, _mock) = Clock::mock();
+    let other: KeyedLimiter<u64> = KeyedLimiter::builder(Gcra::new("10/min".parse().unwrap()))
+        .clock(clock)
+        .max_keys(3)
+        .build();
+    for key in [0, 1, 9] {
+        other.check(&key, 1).unwrap();
+    }
+    assert!(matches!(
+        other.restore(&snapshot),
+        Err(SnapshotError::TooManyKeys {
+            keys: 1,
+            room: 0,
+            ..
+        })
+    ));
+    assert_eq!(other.peek(&0, 1).unwrap().remaining(), 8, "untouched");
+}

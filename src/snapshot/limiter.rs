@@ -35,6 +35,7 @@ fn prepare<K, A: Algorithm>(
     codec: Option<KeyCodec<K>>,
     snapshot: &LimiterSnapshot,
     room: usize,
+    tracked: impl Fn(&K) -> bool,
     what: &str,
 ) -> Result<Prepared<K, A>, SnapshotError> {
     check_version(snapshot.version)?;
@@ -48,13 +49,6 @@ fn prepare<K, A: Algorithm>(
             "its key type has no snapshot form (implement SnapshotKey and build the limiter with KeyedBuilder::snapshot_keys)",
         )
     })?;
-    if snapshot.keys.len() > room {
-        return Err(SnapshotError::TooManyKeys {
-            what: what.to_owned(),
-            keys: snapshot.keys.len(),
-            room,
-        });
-    }
     let horizon = snapshot.taken_at.saturating_add(HORIZON);
     let mut seen: HashSet<&Key> = HashSet::with_capacity(snapshot.keys.len());
     let mut states = Vec::with_capacity(snapshot.keys.len());
@@ -86,6 +80,15 @@ fn prepare<K, A: Algorithm>(
             key: key.clone(),
         })?;
         states.push((key, state));
+    }
+    // Keys the limiter already tracks are overwritten, not added.
+    let new_keys = states.iter().filter(|(key, _)| !tracked(key)).count();
+    if new_keys > room {
+        return Err(SnapshotError::TooManyKeys {
+            what: what.to_owned(),
+            keys: new_keys,
+            room,
+        });
     }
     Ok(Prepared { recorded, states })
 }
@@ -200,6 +203,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
             self.codec,
             snapshot,
             self.store.room(),
+            |key| self.store.contains(key),
             "keyed limiter",
         )
     }
@@ -282,6 +286,7 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
             Some(KeyCodec::<()>::exact()),
             snapshot,
             1,
+            |_| false,
             "unkeyed limiter",
         )
     }
