@@ -282,8 +282,6 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         }
     }
 
-    /// How many more keys the cap allows.
-    #[cfg(feature = "serde")]
     /// Whether `key` is tracked.
     #[cfg(feature = "serde")]
     pub(crate) fn contains(&self, key: &K) -> bool {
@@ -292,6 +290,8 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         table.entries.find(hash, |e| e.key == *key).is_some()
     }
 
+    /// How many more keys the cap allows.
+    #[cfg(feature = "serde")]
     pub(crate) fn room(&self) -> usize {
         self.max_keys.saturating_sub(self.len())
     }
