@@ -3,10 +3,7 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 
-use super::{
-    check_version, checksum_error, KeyCodec, KeyState, LimiterSnapshot, SnapshotError,
-    SNAPSHOT_VERSION,
-};
+use super::{check_version, checksum_error, KeyCodec, KeyState, LimiterSnapshot, SnapshotError};
 use crate::algorithm::{Algorithm, StateCell};
 use crate::snapshot::Key;
 use crate::{KeyedLimiter, Nanos, UnkeyedLimiter, MAX_WINDOW};
@@ -130,16 +127,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
                 });
             }
         });
-        let mut snapshot = LimiterSnapshot {
-            version: SNAPSHOT_VERSION,
-            taken_at: now,
-            algorithm,
-            rate: alg.rate(),
-            keys,
-            checksum: None,
-        };
-        snapshot.seal();
-        Ok(snapshot)
+        Ok(LimiterSnapshot::sealed(now, algorithm, alg.rate(), keys))
     }
 
     /// Checks that `snapshot` can be restored into this limiter, changing nothing.
@@ -242,16 +230,7 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
             }],
             _ => Vec::new(),
         };
-        let mut snapshot = LimiterSnapshot {
-            version: SNAPSHOT_VERSION,
-            taken_at: now,
-            algorithm,
-            rate: alg.rate(),
-            keys,
-            checksum: None,
-        };
-        snapshot.seal();
-        Ok(snapshot)
+        Ok(LimiterSnapshot::sealed(now, algorithm, alg.rate(), keys))
     }
 
     /// Checks that `snapshot` can be restored into this limiter, changing nothing.

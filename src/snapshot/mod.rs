@@ -150,6 +150,25 @@ pub struct LimiterSnapshot {
 }
 
 impl LimiterSnapshot {
+    /// A sealed snapshot of the current format.
+    pub(crate) fn sealed(
+        taken_at: Nanos,
+        algorithm: AlgorithmKind,
+        rate: Rate,
+        keys: Vec<KeyState>,
+    ) -> LimiterSnapshot {
+        let mut snapshot = LimiterSnapshot {
+            version: SNAPSHOT_VERSION,
+            taken_at,
+            algorithm,
+            rate,
+            keys,
+            checksum: None,
+        };
+        snapshot.seal();
+        snapshot
+    }
+
     /// Sets [`checksum`](Self::checksum) to match the content (after editing a snapshot
     /// on purpose).
     pub fn seal(&mut self) {
