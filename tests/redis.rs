@@ -774,12 +774,15 @@ fn fault_policy(mode: FailureMode) -> RedisPolicy<Req> {
 /// How long a call may take when the server is gone: the deadline, plus scheduling.
 const BOUND: Duration = Duration::from_secs(1);
 
-#[test]
-fn server_killed_mid_run_each_failure_mode_answers_within_the_deadline() {
-    let Some(mut server) = RedisServer::start() else {
-        return;
-    };
-    let deadline = Duration::from_millis(100);
+/// The deadline per call of the fault tests' backends.
+const FAULT_DEADLINE: Duration = Duration::from_millis(100);
+
+/// Blocking and async backends on `server` with [`FAULT_DEADLINE`] per call, and the
+/// runtime the async one runs on.
+fn fault_backends(
+    server: &RedisServer,
+) -> (RedisBackend, tokio::runtime::Runtime, AsyncRedisBackend) {
+    let deadline = FAULT_DEADLINE;
     let redis = RedisBackend::open(&server.url())
         .unwrap()
         .with_deadline(deadline);
@@ -790,6 +793,15 @@ fn server_killed_mid_run_each_failure_mode_answers_within_the_deadline() {
     let async_redis = rt.block_on(async {
         AsyncRedisBackend::open_with_deadline(&server.url(), deadline).unwrap()
     });
+    (redis, rt, async_redis)
+}
+
+#[test]
+fn server_killed_mid_run_each_failure_mode_answers_within_the_deadline() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let (redis, rt, async_redis) = fault_backends(&server);
     let open = fault_policy(FailureMode::Open);
     let closed = fault_policy(FailureMode::Closed {
         retry_after: Duration::from_secs(7),
@@ -836,17 +848,7 @@ fn a_paused_server_gives_a_timeout_and_a_restarted_one_is_picked_up() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let deadline = Duration::from_millis(100);
-    let redis = RedisBackend::open(&server.url())
-        .unwrap()
-        .with_deadline(deadline);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let async_redis = rt.block_on(async {
-        AsyncRedisBackend::open_with_deadline(&server.url(), deadline).unwrap()
-    });
+    let (redis, rt, async_redis) = fault_backends(&server);
     let policy = fault_policy(FailureMode::Error);
     let r = req("u", "o");
     assert!(policy.check(&redis, &r, 1).unwrap().is_allowed());
@@ -858,13 +860,25 @@ fn a_paused_server_gives_a_timeout_and_a_restarted_one_is_picked_up() {
     server.pause();
     let start = Instant::now();
     let e = policy.check(&redis, &r, 1).unwrap_err();
-    assert_eq!(e, RedisCheckError::Timeout { deadline }, "{e}");
+    assert_eq!(
+        e,
+        RedisCheckError::Timeout {
+            deadline: FAULT_DEADLINE
+        },
+        "{e}"
+    );
     assert!(start.elapsed() < BOUND, "{:?}", start.elapsed());
     let start = Instant::now();
     let e = rt
         .block_on(policy.check_async(&async_redis, &r, 1))
         .unwrap_err();
-    assert_eq!(e, RedisCheckError::Timeout { deadline }, "{e}");
+    assert_eq!(
+        e,
+        RedisCheckError::Timeout {
+            deadline: FAULT_DEADLINE
+        },
+        "{e}"
+    );
     assert!(start.elapsed() < BOUND, "{:?}", start.elapsed());
     server.resume();
 
