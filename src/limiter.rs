@@ -135,16 +135,6 @@ fn check_cost<A: Algorithm>(alg: &A, cost: u64) -> Result<(), CheckError> {
     Ok(())
 }
 
-#[inline]
-fn decide_and_commit<A: Algorithm>(
-    alg: &A,
-    state: &mut A::State,
-    now: Nanos,
-    cost: u64,
-) -> Decision {
-    alg.decide_and_commit(state, now, cost)
-}
-
 /// The algorithm with `limit` units per window, if that differs from its own count.
 #[inline]
 fn with_limit<A: Algorithm>(alg: &A, limit: Option<u64>) -> Result<Cow<'_, A>, CheckError> {
@@ -428,7 +418,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
             |alg| check_cost(alg, cost),
             |alg, cell| {
                 check_cost(alg, cost)?;
-                Ok(cell.update(|state| decide_and_commit(alg, state, now, cost)))
+                Ok(cell.update(|state| alg.decide_and_commit(state, now, cost)))
             },
         )
     }
@@ -751,7 +741,7 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
         self.cell.lock(|state| {
             self.alg.with(|alg| {
                 check_cost(alg, cost)?;
-                Ok(decide_and_commit(alg, state, now, cost))
+                Ok(alg.decide_and_commit(state, now, cost))
             })
         })
     }
