@@ -412,13 +412,13 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         if cost == 0 {
             return self.peek_at(key, 0, now);
         }
-        self.store.with_cell(
+        self.store.with_state(
             key,
             now,
             |alg| check_cost(alg, cost),
-            |alg, cell| {
+            |alg, state| {
                 check_cost(alg, cost)?;
-                Ok(cell.update(|state| alg.decide_and_commit(state, now, cost)))
+                Ok(alg.decide_and_commit(state, now, cost))
             },
         )
     }
@@ -438,10 +438,10 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.store.with_existing(key, now, |alg, cell| {
+        self.store.with_existing(key, now, |alg, state| {
             check_cost(alg, cost)?;
-            Ok(match cell {
-                Some(cell) => cell.update(|state| alg.decide(state, now, cost)),
+            Ok(match state {
+                Some(state) => alg.decide(state, now, cost),
                 None => alg.decide(&mut alg.fresh(), now, cost),
             })
         })
@@ -462,9 +462,9 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.store.with_existing(key, now, |alg, cell| {
-            if let Some(cell) = cell {
-                cell.lock(|s| alg.refund(s, now, cost));
+        self.store.with_existing(key, now, |alg, state| {
+            if let Some(state) = state {
+                alg.refund(state, now, cost);
             }
         });
     }
@@ -483,11 +483,11 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let admit = |alg: &A| check_cost(&*with_limit(alg, limit)?, cost);
-        self.store.with_cell(key, now, admit, |alg, cell| {
+        self.store.with_state(key, now, admit, |alg, state| {
             let alg = with_limit(alg, limit)?;
             let alg = &*alg;
             check_cost(alg, cost)?;
-            Ok(cell.lock(|state| decide_then(alg, state, now, cost, then)))
+            Ok(decide_then(alg, state, now, cost, then))
         })
     }
 }
@@ -509,14 +509,14 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.store.with_cell(
+        self.store.with_state(
             key,
             now,
             |alg| check_cost(&vary(alg)?, cost),
-            |alg, cell| {
+            |alg, state| {
                 let alg = vary(alg)?;
                 check_cost(&alg, cost)?;
-                Ok(cell.lock(|state| decide_then(&alg, state, now, cost, then)))
+                Ok(decide_then(&alg, state, now, cost, then))
             },
         )
     }
@@ -534,11 +534,11 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.store.with_existing(key, now, |alg, cell| {
+        self.store.with_existing(key, now, |alg, state| {
             let alg = vary(alg);
             check_cost(&alg, cost)?;
-            Ok(match cell {
-                Some(cell) => cell.update(|state| alg.decide(state, now, cost)),
+            Ok(match state {
+                Some(state) => alg.decide(state, now, cost),
                 None => alg.decide(&mut alg.fresh(), now, cost),
             })
         })
@@ -551,10 +551,9 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.store.with_existing(key, now, |alg, cell| {
-            if let Some(cell) = cell {
-                let alg = vary(alg);
-                cell.lock(|s| alg.refund(s, now, cost));
+        self.store.with_existing(key, now, |alg, state| {
+            if let Some(state) = state {
+                vary(alg).refund(state, now, cost);
             }
         });
     }

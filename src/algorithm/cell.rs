@@ -1,4 +1,5 @@
-//! How a store shares one algorithm state between threads.
+//! How an unkeyed limiter shares its one algorithm state between threads. (A keyed
+//! store keeps plain states under its shard locks, see `store.rs`.)
 //!
 //! Two cells: a `parking_lot::Mutex` for states that do not fit a word, and
 //! [`AtomicCell`] for GCRA's single `u64`, which single checks update with a

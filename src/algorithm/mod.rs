@@ -68,7 +68,8 @@ pub type Packed = [u64; 6];
 pub trait Algorithm: Clone + Debug + Send + Sync + 'static {
     /// The per-key state.
     type State: Clone + Debug + Send + Sync + 'static;
-    /// How a store keeps one state shared between threads.
+    /// How an unkeyed limiter keeps its one state shared between threads (a keyed
+    /// store keeps plain states under its shard locks).
     type Cell: StateCell<State = Self::State>;
 
     /// The rate this algorithm enforces.

@@ -115,12 +115,11 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
             )
         })?;
         let mut keys = Vec::new();
-        self.store.for_each(|alg, key, cell| {
-            let state = cell.update(|s| s.clone());
-            if alg.is_idle(&state, now) {
+        self.store.for_each(|alg, key, state| {
+            if alg.is_idle(state, now) {
                 return;
             }
-            if let Some(state) = alg.export_state(&state) {
+            if let Some(state) = alg.export_state(state) {
                 keys.push(KeyState {
                     key: (codec.encode)(key),
                     state,
@@ -166,9 +165,9 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         for (key, mut state) in states {
             // Room was checked; only traffic racing the restore can fill the store, and
             // then the key starts fresh, as it would have without a snapshot.
-            let placed = self.store.upsert(key, |alg, cell| {
+            let placed = self.store.upsert(key, |alg, slot| {
                 recorded.carry_over(alg, &mut state, now);
-                cell.lock(|s| *s = state);
+                *slot = state;
             });
             missed += usize::from(!placed);
         }
