@@ -727,17 +727,11 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
     /// [`check`](Self::check) at an explicit time.
     #[inline]
     pub fn check_at(&self, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
-        if <A::Cell as StateCell>::OPTIMISTIC {
-            // A denial writes nothing, so it can be decided on the state as read, without
-            // locking; it stands as of that reading.
-            let seen = self.peek_at(cost, now)?;
-            if seen.is_denied() {
-                return Ok(seen);
-            }
-        }
-        // A commit reads the parameters under the cell's lock, where no live change can
-        // come between them and the state (see `params.rs`).
-        self.cell.lock(|state| {
+        // The parameters are read inside the cell's critical section, where no live
+        // change can come between them and the state (see `params.rs`): under its lock,
+        // or in an optimistic update that commits only if nobody took the cell since it
+        // read the state. A denial writes nothing.
+        self.cell.update(|state| {
             self.alg.with(|alg| {
                 check_cost(alg, cost)?;
                 Ok(alg.decide_and_commit(state, now, cost))
@@ -755,7 +749,7 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
         self.cell.update(|state| {
             self.alg.with(|alg| {
                 check_cost(alg, cost)?;
-                Ok(alg.decide(&mut state.clone(), now, cost))
+                Ok(alg.decide(state, now, cost))
             })
         })
     }

@@ -11,12 +11,14 @@
 //! flag load.
 //!
 //! Changes publish under the state cell's lock, and every operation that writes the
-//! state reads the parameters inside the cell's critical section, so a commit always
-//! uses the parameters that match the state it commits to. (A compare-and-swap loop is
-//! not enough: a change that leaves the state's value as it was would let a commit
-//! computed with the old parameters land after it.) Algorithms that do not pack read a
-//! copy kept under a mutex that is only ever taken inside the cell's lock, never the
-//! other way round, so checks and changes cannot deadlock.
+//! state reads the parameters inside the cell's critical section — under its lock, or
+//! in a [`SeqCell`](crate::algorithm::SeqCell) update, which commits only if the cell's
+//! version counter has not moved since the update read the state — so a commit always
+//! uses the parameters that match the state it commits to. (A compare-and-swap of the
+//! state's value would not be enough: a change that leaves the value as it was would
+//! let a commit computed with the old parameters land after it.) Algorithms that do not
+//! pack read a copy kept under a mutex that is never held while taking the cell's lock,
+//! so checks and changes cannot deadlock.
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 
@@ -35,7 +37,8 @@ pub(crate) struct Published<A> {
     words: [AtomicU64; 6],
     /// Whether `words` hold the parameters (the algorithm packs).
     packed: AtomicBool,
-    /// The parameters for algorithms that do not pack; taken only under the cell's lock.
+    /// The parameters for algorithms that do not pack; never held while taking the
+    /// cell's lock.
     fallback: Mutex<A>,
 }
 

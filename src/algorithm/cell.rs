@@ -1,16 +1,22 @@
 //! How an unkeyed limiter shares its one algorithm state between threads. (A keyed
 //! store keeps plain states under its shard locks, see `store.rs`.)
 //!
-//! Two cells: a `parking_lot::Mutex` for states that do not fit a word, and
-//! [`AtomicCell`] for GCRA's single `u64`, which single checks update with a
-//! compare-and-swap and never block on. Atomic multi-scope checks (policies) need to hold
-//! a state across the evaluation of other scopes; [`StateCell::lock`] gives them that.
+//! Two cells: a `parking_lot::Mutex` for states that do not fit a few words (the sliding
+//! log's), and [`SeqCell`] for states that do (GCRA's arrival time, the windows'
+//! start and counts). A `SeqCell` is read without writing anything — denials, which
+//! change nothing, cost no atomic read-modify-write — and a change is one
+//! compare-and-swap of a version counter, which also proves that nothing else wrote in
+//! between (a bare compare-and-swap of the value could not tell a state that came back
+//! to the same value from one that never changed). Atomic multi-scope checks (policies)
+//! need to hold a state across the evaluation of other scopes; [`StateCell::lock`] gives
+//! them that.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::marker::PhantomData;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-/// Interior-mutable storage for one per-key state.
+/// Interior-mutable storage for one state shared between threads.
 pub trait StateCell: Send + Sync + 'static {
     /// The state kept.
     type State;
@@ -18,16 +24,11 @@ pub trait StateCell: Send + Sync + 'static {
     fn new(state: Self::State) -> Self;
     /// Runs `f` with exclusive access to the state, holding it until `f` returns.
     fn lock<R>(&self, f: impl FnOnce(&mut Self::State) -> R) -> R;
-    /// Runs `f` on the state and stores any change; may run `f` more than once (on a
-    /// lost race), so `f` must have no side effects besides the state it is given.
+    /// Runs `f` on the state and stores any change, as if under [`lock`](Self::lock);
+    /// may run `f` more than once (on a lost race), so `f` must have no side effects
+    /// besides the state it is given, and what it reads must not change without the
+    /// state's lock being taken.
     fn update<R>(&self, f: impl FnMut(&mut Self::State) -> R) -> R;
-    /// The state, through exclusive access to the cell.
-    fn get_mut(&mut self) -> &mut Self::State;
-
-    /// Whether [`update`](Self::update) reads without locking (a compare-and-swap cell),
-    /// so that a read-only decision is cheaper through it than through
-    /// [`lock`](Self::lock).
-    const OPTIMISTIC: bool = false;
 }
 
 impl<S: Send + 'static> StateCell for Mutex<S> {
@@ -46,30 +47,49 @@ impl<S: Send + 'static> StateCell for Mutex<S> {
     fn update<R>(&self, mut f: impl FnMut(&mut S) -> R) -> R {
         f(&mut Mutex::lock(self))
     }
+}
 
-    fn get_mut(&mut self) -> &mut S {
-        Mutex::get_mut(self)
+/// A state that is a few `u64` words, so that a [`SeqCell`] can hold it.
+pub trait Words: Copy + Send + Sync + 'static {
+    /// How many of the three words the state uses.
+    const LEN: usize;
+    /// The state as words (unused words are 0).
+    fn to_words(&self) -> [u64; 3];
+    /// The state from words [`to_words`](Words::to_words) gave.
+    fn from_words(words: [u64; 3]) -> Self;
+}
+
+impl Words for u64 {
+    const LEN: usize = 1;
+    fn to_words(&self) -> [u64; 3] {
+        [*self, 0, 0]
+    }
+    fn from_words(words: [u64; 3]) -> u64 {
+        words[0]
     }
 }
 
-/// A `u64` state updated lock-free by compare-and-swap.
+/// A state of up to three words behind a version counter (a sequence lock).
 ///
-/// [`lock`](StateCell::lock) parks the value and writes a sentinel (`u64::MAX`, never a
-/// real state) in its place; updaters that meet the sentinel spin, then yield, until the
-/// value is put back. The value is put back even if the closure panics.
-#[derive(Debug)]
-pub struct AtomicCell(AtomicU64);
-
-const LOCKED: u64 = u64::MAX;
-
-struct Restore<'a> {
-    cell: &'a AtomicU64,
-    value: u64,
+/// Readers load the counter, the words and the counter again, and retry if a writer
+/// was at work; they write nothing. Writers make the counter odd with a
+/// compare-and-swap, store the words and make it even again: an
+/// [`update`](StateCell::update) commits only if the counter still has the value it
+/// read, so its change is computed on exactly the state it replaces.
+/// [`lock`](StateCell::lock) holds the odd counter until its closure returns (the
+/// state is written back even if the closure panics); updaters meeting it spin, then
+/// yield.
+pub struct SeqCell<S> {
+    seq: AtomicU64,
+    words: [AtomicU64; 3],
+    state: PhantomData<fn() -> S>,
 }
 
-impl Drop for Restore<'_> {
-    fn drop(&mut self) {
-        self.cell.store(self.value, Ordering::Release);
+impl<S: Words + std::fmt::Debug> std::fmt::Debug for SeqCell<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SeqCell")
+            .field(&self.update(|s| *s))
+            .finish()
     }
 }
 
@@ -83,74 +103,137 @@ fn backoff(spins: &mut u32) {
     }
 }
 
-impl StateCell for AtomicCell {
-    type State = u64;
+/// Writes the state back and releases the counter, also when the closure panics.
+struct Unlock<'a, S: Words> {
+    cell: &'a SeqCell<S>,
+    seq: u64,
+    state: S,
+}
 
-    const OPTIMISTIC: bool = true;
-
-    fn new(state: u64) -> Self {
-        AtomicCell(AtomicU64::new(state))
+impl<S: Words> Drop for Unlock<'_, S> {
+    fn drop(&mut self) {
+        self.cell.store(&self.state);
+        self.cell
+            .seq
+            .store(self.seq.wrapping_add(2), Ordering::Release);
     }
+}
 
-    fn lock<R>(&self, f: impl FnOnce(&mut u64) -> R) -> R {
-        let mut spins = 0;
-        let value = loop {
-            let current = self.0.load(Ordering::Relaxed);
-            if current != LOCKED
-                && self
-                    .0
-                    .compare_exchange_weak(current, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                break current;
+impl<S: Words> SeqCell<S> {
+    /// The words, read by the holder of the odd counter or validated by the caller.
+    #[inline]
+    fn load(&self) -> [u64; 3] {
+        // `LEN` is a constant: the words a state does not use are never touched.
+        let word = |i: usize| {
+            if i < S::LEN {
+                self.words[i].load(Ordering::Relaxed)
+            } else {
+                0
             }
-            backoff(&mut spins);
         };
-        let mut restore = Restore {
-            cell: &self.0,
-            value,
-        };
-        f(&mut restore.value)
+        [word(0), word(1), word(2)]
     }
 
     #[inline]
-    fn update<R>(&self, mut f: impl FnMut(&mut u64) -> R) -> R {
-        let mut spins = 0;
-        let mut current = self.0.load(Ordering::Acquire);
-        loop {
-            if current == LOCKED {
-                backoff(&mut spins);
-                current = self.0.load(Ordering::Acquire);
-                continue;
-            }
-            let mut next = current;
-            let result = f(&mut next);
-            if next == current {
-                return result;
-            }
-            match self
-                .0
-                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return result,
-                Err(seen) => current = seen,
+    fn store(&self, state: &S) {
+        let words = state.to_words();
+        for (i, word) in words.into_iter().enumerate() {
+            if i < S::LEN {
+                self.words[i].store(word, Ordering::Relaxed);
             }
         }
     }
 
-    fn get_mut(&mut self) -> &mut u64 {
-        self.0.get_mut()
+    /// Whether two states' words are equal, comparing only the words in use (one
+    /// scalar comparison each, which a whole-array comparison is not always).
+    #[inline]
+    fn same(a: &[u64; 3], b: &[u64; 3]) -> bool {
+        a[0] == b[0] && (S::LEN < 2 || a[1] == b[1]) && (S::LEN < 3 || a[2] == b[2])
+    }
+
+    /// Makes the counter odd, if it is still `seen`; then the words may be written.
+    #[inline]
+    fn try_acquire(&self, seen: u64) -> bool {
+        let won = self
+            .seq
+            .compare_exchange_weak(
+                seen,
+                seen.wrapping_add(1),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        // Readers that see a word written after this must see the odd counter.
+        fence(Ordering::Release);
+        won
+    }
+}
+
+impl<S: Words> StateCell for SeqCell<S> {
+    type State = S;
+
+    fn new(state: S) -> Self {
+        let cell = SeqCell {
+            seq: AtomicU64::new(0),
+            words: Default::default(),
+            state: PhantomData,
+        };
+        cell.store(&state);
+        cell
+    }
+
+    fn lock<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+        let mut spins = 0;
+        let seq = loop {
+            let seq = self.seq.load(Ordering::Relaxed);
+            if seq & 1 == 0 && self.try_acquire(seq) {
+                break seq;
+            }
+            backoff(&mut spins);
+        };
+        let mut unlock = Unlock {
+            cell: self,
+            seq,
+            state: S::from_words(self.load()),
+        };
+        f(&mut unlock.state)
+    }
+
+    #[inline]
+    fn update<R>(&self, mut f: impl FnMut(&mut S) -> R) -> R {
+        let mut spins = 0;
+        loop {
+            let seen = self.seq.load(Ordering::Acquire);
+            if seen & 1 == 0 {
+                let words = self.load();
+                fence(Ordering::Acquire);
+                if self.seq.load(Ordering::Relaxed) == seen {
+                    let mut state = S::from_words(words);
+                    let result = f(&mut state);
+                    if Self::same(&state.to_words(), &words) {
+                        return result;
+                    }
+                    if self.try_acquire(seen) {
+                        self.store(&state);
+                        self.seq.store(seen.wrapping_add(2), Ordering::Release);
+                        return result;
+                    }
+                }
+            }
+            backoff(&mut spins);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use std::sync::atomic::AtomicU32;
+    use std::sync::{Arc, Barrier};
 
     #[test]
     fn lock_excludes_updates_and_restores_after_panic() {
-        let cell = Arc::new(AtomicCell::new(5));
+        let cell = Arc::new(SeqCell::new(5u64));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             cell.lock(|v| {
                 *v = 7;
@@ -178,5 +261,67 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(cell.update(|v| *v), 20_007);
+    }
+
+    /// Three words that must always be equal.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Triple(u64);
+
+    impl Words for Triple {
+        const LEN: usize = 3;
+        fn to_words(&self) -> [u64; 3] {
+            [self.0, self.0 ^ 0x5555, !self.0]
+        }
+        fn from_words(words: [u64; 3]) -> Triple {
+            assert!(
+                words[1] == words[0] ^ 0x5555 && words[2] == !words[0],
+                "torn read: {words:?}"
+            );
+            Triple(words[0])
+        }
+    }
+
+    #[test]
+    fn readers_never_use_a_torn_state_and_no_update_is_lost() {
+        let cell = SeqCell::new(Triple(0));
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for i in 0..20_000 {
+                        match i % 3 {
+                            0 => cell.lock(|t| t.0 += 1),
+                            1 => cell.update(|t| t.0 += 1),
+                            _ => assert!(cell.update(|t| t.0) <= 40_000),
+                        }
+                    }
+                });
+            }
+        });
+        // 2 threads × (6 667 locks + 6 667 updates).
+        assert_eq!(cell.update(|t| t.0), 2 * (6_667 + 6_667));
+    }
+
+    #[test]
+    fn an_update_racing_a_lock_that_writes_the_same_value_computes_again() {
+        // A bare compare-and-swap of the value would let the first computation land.
+        let cell = SeqCell::new(1u64);
+        let runs = AtomicU32::new(0);
+        let (read, locked) = (Barrier::new(2), Barrier::new(2));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                cell.update(|v| {
+                    if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                        read.wait();
+                        locked.wait();
+                    }
+                    *v += 1;
+                })
+            });
+            read.wait();
+            cell.lock(|v| *v = 1);
+            locked.wait();
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(cell.update(|v| *v), 2);
     }
 }

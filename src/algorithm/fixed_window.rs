@@ -13,9 +13,7 @@
 //!
 //! Exact per window; a client can get up to `2n` through across a window boundary.
 
-use parking_lot::Mutex;
-
-use super::{Algorithm, Packed};
+use super::{Algorithm, Packed, SeqCell, Words};
 #[cfg(feature = "serde")]
 use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate};
@@ -60,6 +58,19 @@ pub struct FixedWindowState {
     pub start: Nanos,
     /// Units admitted in that window.
     pub count: u64,
+}
+
+impl Words for FixedWindowState {
+    const LEN: usize = 2;
+    fn to_words(&self) -> [u64; 3] {
+        [self.start, self.count, 0]
+    }
+    fn from_words(words: [u64; 3]) -> FixedWindowState {
+        FixedWindowState {
+            start: words[0],
+            count: words[1],
+        }
+    }
 }
 
 impl FixedWindow {
@@ -118,7 +129,7 @@ impl Algorithm for FixedWindow {
     }
 
     type State = FixedWindowState;
-    type Cell = Mutex<FixedWindowState>;
+    type Cell = SeqCell<FixedWindowState>;
 
     fn rate(&self) -> Rate {
         self.rate

@@ -6,7 +6,7 @@
 //! With `base = max(tat, now)` and `new = base + cost × T`, a request is allowed iff
 //! `new − now ≤ b × T`, and then `tat := new`.
 
-use super::{Algorithm, AtomicCell, Packed};
+use super::{Algorithm, Packed, SeqCell};
 #[cfg(feature = "serde")]
 use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate, RateError, MAX_WINDOW};
@@ -105,7 +105,7 @@ impl Algorithm for Gcra {
     }
 
     type State = u64;
-    type Cell = AtomicCell;
+    type Cell = SeqCell<u64>;
 
     fn rate(&self) -> Rate {
         self.rate
@@ -152,7 +152,7 @@ impl Algorithm for Gcra {
         let new = base.saturating_add(cost.saturating_mul(t));
         if new - now <= tau {
             if cost > 0 {
-                // Below u64::MAX, which `AtomicCell` reserves as its lock marker.
+                // Below u64::MAX, which is never a state (snapshots refuse it).
                 *tat = new.min(u64::MAX - 1);
             }
             Decision::allow_scaled(self.burst, tau - (new - now), t, w, new - now)
@@ -171,7 +171,7 @@ impl Algorithm for Gcra {
 
     #[inline]
     fn commit(&self, tat: &mut u64, now: Nanos, cost: u64) {
-        // Saturating, and below u64::MAX, which `AtomicCell` reserves as its lock marker.
+        // Saturating, and below u64::MAX, which is never a state (snapshots refuse it).
         *tat = (*tat)
             .max(now)
             .saturating_add(cost.saturating_mul(self.interval))
@@ -202,7 +202,7 @@ impl Algorithm for Gcra {
         let backlog = u128::from(*tat - now) * u128::from(next.interval);
         let backlog = backlog.div_ceil(u128::from(self.interval));
         let backlog = u64::try_from(backlog).unwrap_or(u64::MAX);
-        // Below u64::MAX, which `AtomicCell` reserves as its lock marker.
+        // Below u64::MAX, which is never a state (snapshots refuse it).
         *tat = now.saturating_add(backlog).min(u64::MAX - 1);
     }
 
@@ -240,7 +240,7 @@ impl Algorithm for Gcra {
     #[cfg(feature = "serde")]
     fn import_state(&self, state: &StateSnapshot) -> Result<u64, String> {
         match *state {
-            // u64::MAX is `AtomicCell`'s lock marker, never a state.
+            // u64::MAX is never a state: arrival times saturate below it.
             StateSnapshot::Gcra(tat) if tat < u64::MAX => Ok(tat),
             StateSnapshot::Gcra(_) => Err("arrival time out of range".to_owned()),
             _ => Err("not a gcra state".to_owned()),

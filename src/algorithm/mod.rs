@@ -41,7 +41,7 @@ mod sliding_window;
 use std::fmt::Debug;
 
 pub use calendar::{AnchorError, CalendarQuota, CalendarState, CycleAnchor, Period, NOMINAL_MONTH};
-pub use cell::{AtomicCell, StateCell};
+pub use cell::{SeqCell, StateCell, Words};
 pub use fixed_window::{Anchor, FixedWindow, FixedWindowState};
 pub use gcra::Gcra;
 pub use sliding_log::{SlidingLog, SlidingLogState};

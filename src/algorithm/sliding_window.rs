@@ -7,9 +7,7 @@
 //! approximation large CDNs use; it assumes the previous window's traffic was spread
 //! evenly.
 
-use parking_lot::Mutex;
-
-use super::{Algorithm, Packed};
+use super::{Algorithm, Packed, SeqCell, Words};
 #[cfg(feature = "serde")]
 use crate::snapshot::{AlgorithmKind, SnapshotError, StateSnapshot};
 use crate::{Decision, Nanos, Rate};
@@ -43,6 +41,20 @@ pub struct SlidingWindowState {
     pub prev: u64,
     /// Units admitted in the window that starts at `start`.
     pub cur: u64,
+}
+
+impl Words for SlidingWindowState {
+    const LEN: usize = 3;
+    fn to_words(&self) -> [u64; 3] {
+        [self.start, self.prev, self.cur]
+    }
+    fn from_words(words: [u64; 3]) -> SlidingWindowState {
+        SlidingWindowState {
+            start: words[0],
+            prev: words[1],
+            cur: words[2],
+        }
+    }
 }
 
 impl SlidingWindow {
@@ -88,7 +100,7 @@ impl Algorithm for SlidingWindow {
     }
 
     type State = SlidingWindowState;
-    type Cell = Mutex<SlidingWindowState>;
+    type Cell = SeqCell<SlidingWindowState>;
 
     fn rate(&self) -> Rate {
         self.rate
