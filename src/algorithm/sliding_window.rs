@@ -63,10 +63,58 @@ impl SlidingWindow {
         SlidingWindow { rate }
     }
 
+    /// The decision on a state already rolled to `now`'s window.
+    #[inline]
+    fn decide_rolled(&self, s: &SlidingWindowState, now: Nanos, cost: u64) -> Decision {
+        let s = *s;
+        let (n, w) = (self.rate.count(), self.rate.window_nanos());
+        let now = now.max(s.start);
+        let e = (now - s.start).min(w - 1);
+        let (n128, w128) = (n as u128, w as u128);
+        let weighted_prev = s.prev as u128 * (w - e) as u128;
+        let budget = n128 * w128;
+        let allowed = weighted_prev + (s.cur as u128 + cost as u128) * w128 <= budget;
+        let cur = if allowed { s.cur + cost } else { s.cur };
+        // remaining = floor(n - estimate) = floor((nW - prev(W-e) - cur W) / W)
+        let slack = budget.saturating_sub(weighted_prev + cur as u128 * w128);
+        let window_end = s.start.saturating_add(w);
+        let reset_after = if cur > 0 {
+            window_end.saturating_add(w) - now
+        } else if s.prev > 0 {
+            window_end - now
+        } else {
+            0
+        };
+        if allowed {
+            // The remaining count is divided out only if someone reads it.
+            return match u64::try_from(slack) {
+                Ok(slack) => Decision::allow_scaled(n, slack, w, w, reset_after),
+                Err(_) => Decision::allow(n, (slack / w128) as u64, w, reset_after),
+            };
+        }
+        let remaining = (slack / w128) as u64;
+        // Earliest time the same request passes, assuming no other traffic.
+        let retry_at = if s.cur + cost <= n {
+            // Still in this window: need prev × (W − e') ≤ (n − cur − cost) × W.
+            let slack = (n - s.cur - cost) as u128 * w128 / s.prev.max(1) as u128;
+            window_end - slack.min(w128) as u64
+        } else {
+            // In the next window, where cur becomes prev: cur × (W − e') ≤ (n − cost) × W.
+            let slack = n.saturating_sub(cost) as u128 * w128 / s.cur.max(1) as u128;
+            window_end.saturating_add(w) - slack.min(w128) as u64
+        };
+        Decision::deny(n, remaining, w, reset_after, retry_at.saturating_sub(now))
+    }
+
     /// The state rolled forward to the window `now` falls in.
     fn rolled(&self, s: &SlidingWindowState, now: Nanos) -> SlidingWindowState {
         let w = self.rate.window_nanos();
-        let start = now - now % w;
+        // Without a division while `now` is in the state's window or the next one.
+        let start = match now.checked_sub(s.start) {
+            Some(e) if e < w => s.start,
+            Some(e) if e - w < w => s.start + w,
+            _ => now - now % w,
+        };
         if start == s.start {
             *s
         } else if start == s.start.saturating_add(w) {
@@ -120,40 +168,18 @@ impl Algorithm for SlidingWindow {
 
     fn decide(&self, state: &mut SlidingWindowState, now: Nanos, cost: u64) -> Decision {
         *state = self.rolled(state, now);
-        let s = *state;
-        let (n, w) = (self.rate.count(), self.rate.window_nanos());
-        let now = now.max(s.start);
-        let e = (now - s.start).min(w - 1);
-        let (n128, w128) = (n as u128, w as u128);
-        let weighted_prev = s.prev as u128 * (w - e) as u128;
-        let budget = n128 * w128;
-        let allowed = weighted_prev + (s.cur as u128 + cost as u128) * w128 <= budget;
-        let cur = if allowed { s.cur + cost } else { s.cur };
-        // remaining = floor(n - estimate) = floor((nW - prev(W-e) - cur W) / W)
-        let used = weighted_prev + cur as u128 * w128;
-        let remaining = (budget.saturating_sub(used) / w128) as u64;
-        let window_end = s.start.saturating_add(w);
-        let reset_after = if cur > 0 {
-            window_end.saturating_add(w) - now
-        } else if s.prev > 0 {
-            window_end - now
-        } else {
-            0
-        };
-        if allowed {
-            return Decision::allow(n, remaining, w, reset_after);
+        self.decide_rolled(state, now, cost)
+    }
+
+    /// One roll of the windows for the decision and the commit.
+    #[inline]
+    fn decide_and_commit(&self, state: &mut SlidingWindowState, now: Nanos, cost: u64) -> Decision {
+        *state = self.rolled(state, now);
+        let decision = self.decide_rolled(state, now, cost);
+        if decision.is_allowed() {
+            state.cur += cost;
         }
-        // Earliest time the same request passes, assuming no other traffic.
-        let retry_at = if s.cur + cost <= n {
-            // Still in this window: need prev × (W − e') ≤ (n − cur − cost) × W.
-            let slack = (n - s.cur - cost) as u128 * w128 / s.prev.max(1) as u128;
-            window_end - slack.min(w128) as u64
-        } else {
-            // In the next window, where cur becomes prev: cur × (W − e') ≤ (n − cost) × W.
-            let slack = n.saturating_sub(cost) as u128 * w128 / s.cur.max(1) as u128;
-            window_end.saturating_add(w) - slack.min(w128) as u64
-        };
-        Decision::deny(n, remaining, w, reset_after, retry_at.saturating_sub(now))
+        decision
     }
 
     fn commit(&self, state: &mut SlidingWindowState, now: Nanos, cost: u64) {
