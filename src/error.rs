@@ -104,4 +104,15 @@ pub enum LimitChangeError {
         /// The scope.
         scope: String,
     },
+    /// The policy has several scopes of that name, so which one to change is unclear;
+    /// nothing was changed.
+    #[error(
+        "the policy has {count} scopes named {scope:?}; give them distinct names to change one"
+    )]
+    AmbiguousScope {
+        /// The name that was asked for.
+        scope: String,
+        /// How many scopes have it.
+        count: usize,
+    },
 }

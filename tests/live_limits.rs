@@ -423,6 +423,30 @@ fn policy_limit_changes_are_typed_errors_for_unknown_or_unsupported_scopes() {
 }
 
 #[test]
+fn a_limit_change_for_a_name_two_scopes_share_changes_neither() {
+    let (clock, _mock) = Clock::mock();
+    let policy = Policy::builder()
+        .clock(clock)
+        .scope(Scope::keyed("dup", Gcra::new(rate(5)), |r: &u8| Some(*r)))
+        .scope(Scope::keyed("dup", Gcra::new(rate(7)), |r: &u8| Some(*r)))
+        .build();
+    assert_eq!(
+        policy.set_rate("dup", rate(50)),
+        Err(LimitChangeError::AmbiguousScope {
+            scope: "dup".to_owned(),
+            count: 2
+        })
+    );
+    let limits: Vec<u64> = policy
+        .peek(&1, 0)
+        .unwrap()
+        .scopes()
+        .map(|s| s.decision.limit())
+        .collect();
+    assert_eq!(limits, [5, 7]);
+}
+
+#[test]
 fn a_calendar_plan_upgrade_keeps_what_the_month_has_used() {
     use ratewarden::algorithm::NOMINAL_MONTH;
     use ratewarden::{CalendarQuota, CycleAnchor};

@@ -174,8 +174,9 @@ impl<Req: 'static> Policy<Req> {
     /// has used stays used (see [`KeyedLimiter::set_rate`](crate::KeyedLimiter::set_rate)
     /// for how each algorithm carries it over). Safe while other threads check: each
     /// check of the scope runs entirely under the old rate or entirely under the new one.
-    /// Per-request limits ([`Scope::limit_by`]) keep overriding the count. With two
-    /// scopes of one name, the first is changed. Not to be called from a
+    /// Per-request limits ([`Scope::limit_by`]) keep overriding the count. A name that
+    /// several scopes share changes none of them ([`LimitChangeError::AmbiguousScope`]).
+    /// Not to be called from a
     /// [`check_with`](Self::check_with) admission, which runs while the scopes' states
     /// are held.
     ///
@@ -203,13 +204,17 @@ impl<Req: 'static> Policy<Req> {
     /// [`set_rate`](Self::set_rate) at an explicit time (states are carried over as of
     /// `now`).
     pub fn set_rate_at(&self, name: &str, rate: Rate, now: Nanos) -> Result<(), LimitChangeError> {
-        let scope = self
-            .scopes
-            .iter()
-            .find(|s| &*s.name == name)
-            .ok_or_else(|| LimitChangeError::UnknownScope {
+        let mut named = self.scopes.iter().filter(|s| &*s.name == name);
+        let scope = named.next().ok_or_else(|| LimitChangeError::UnknownScope {
+            scope: name.to_owned(),
+        })?;
+        let others = named.count();
+        if others > 0 {
+            return Err(LimitChangeError::AmbiguousScope {
                 scope: name.to_owned(),
-            })?;
+                count: others + 1,
+            });
+        }
         scope.run.set_rate_at(rate, now).map_err(|e| match e {
             LimitChangeError::Unsupported => LimitChangeError::ScopeUnsupported {
                 scope: name.to_owned(),
