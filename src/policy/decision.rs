@@ -38,23 +38,20 @@ pub(crate) struct Entry {
 }
 
 /// Per-scope reports: inline for the first eight (no allocation), then in `spill`.
+/// Empty slots are `None`, so that a new list writes a tag per slot, not a report.
 #[derive(Debug, Clone)]
 pub(crate) struct Entries {
     len: usize,
-    inline: [Entry; INLINE],
+    inline: [Option<Entry>; INLINE],
     spill: Vec<Entry>,
 }
 
 impl Entries {
+    #[inline]
     pub(crate) fn new() -> Self {
-        const EMPTY: Entry = Entry {
-            index: 0,
-            shadow: false,
-            decision: Decision::allow(0, 0, 0, 0),
-        };
         Entries {
             len: 0,
-            inline: [EMPTY; INLINE],
+            inline: [None; INLINE],
             spill: Vec::new(),
         }
     }
@@ -68,7 +65,7 @@ impl Entries {
         };
         match self.inline.get_mut(self.len) {
             Some(slot) => {
-                *slot = entry;
+                *slot = Some(entry);
                 self.len += 1;
             }
             None => self.spill.push(entry),
@@ -79,6 +76,7 @@ impl Entries {
     pub(crate) fn replace(&mut self, index: usize, decision: Decision) {
         let found = self.inline[..self.len]
             .iter_mut()
+            .flatten()
             .chain(self.spill.iter_mut())
             .rev()
             .find(|e| e.index as usize == index);
@@ -88,7 +86,10 @@ impl Entries {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.inline[..self.len].iter().chain(self.spill.iter())
+        self.inline[..self.len]
+            .iter()
+            .flatten()
+            .chain(self.spill.iter())
     }
 
     pub(crate) fn count(&self) -> usize {

@@ -333,22 +333,25 @@ impl<Req: 'static> Policy<Req> {
         commit: bool,
         admit: Option<&mut dyn FnMut() -> bool>,
     ) -> Result<PolicyDecision<'_>, PolicyError> {
-        // The walk writes into the decision that is returned: no copy of the reports.
-        let mut decision = PolicyDecision {
+        // The walk writes into the result that is returned: no copy of the reports.
+        let mut out = Ok(PolicyDecision {
             names: &self.names,
             entries: Entries::new(),
             allowed: true,
-        };
-        let mut walk = Walk {
-            entries: &mut decision.entries,
-            allowed: &mut decision.allowed,
-            admit,
-        };
-        self.step(0, req, cost, now, commit, &mut walk)?;
-        if commit {
-            self.stats.record(&self.name, &decision);
+        });
+        if let Ok(decision) = &mut out {
+            let mut walk = Walk {
+                entries: &mut decision.entries,
+                allowed: &mut decision.allowed,
+                admit,
+            };
+            match self.step(0, req, cost, now, commit, &mut walk) {
+                Ok(()) if commit => self.stats.record(&self.name, decision),
+                Ok(()) => {}
+                Err(error) => out = Err(error),
+            }
         }
-        Ok(decision)
+        out
     }
 
     /// Decides scope `i` while holding its state, recursing into the scopes after it.

@@ -101,18 +101,6 @@ impl Stats {
         self.metrics = Some(metrics_out::Handles::register(policy, scopes));
     }
 
-    #[inline]
-    fn bump(&self, stripe: usize, counter: usize) {
-        let line = stripe * self.lines_per_stripe + counter / PER_LINE;
-        let c = &self.lines[line].0[counter % PER_LINE];
-        if stripe == 0 {
-            c.fetch_add(1, Ordering::Relaxed);
-        } else {
-            // this thread is the stripe's only writer
-            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        }
-    }
-
     fn sum(&self, counter: usize) -> u64 {
         (0..STRIPES)
             .map(|s| {
@@ -124,7 +112,23 @@ impl Stats {
 
     pub(crate) fn record(&self, policy: &str, decision: &PolicyDecision<'_>) {
         let stripe = stripe();
-        self.bump(stripe, usize::from(decision.is_denied()));
+        let first = stripe * self.lines_per_stripe;
+        let Some(lines) = self.lines.get(first..first + self.lines_per_stripe) else {
+            return;
+        };
+        let bump = |counter: usize| {
+            let Some(line) = lines.get(counter / PER_LINE) else {
+                return;
+            };
+            let c = &line.0[counter % PER_LINE];
+            if stripe == 0 {
+                c.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // this thread is the stripe's only writer
+                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+        };
+        bump(usize::from(decision.is_denied()));
         #[cfg(feature = "metrics")]
         if let Some(m) = &self.metrics {
             m.check(decision.is_allowed());
@@ -138,10 +142,10 @@ impl Stats {
             };
             let index = entry.index as usize;
             let base = GLOBAL + PER_SCOPE * index;
-            self.bump(stripe, base + outcome);
+            bump(base + outcome);
             let near = d.used_at_least_percent(self.near_limit_percent);
             if near {
-                self.bump(stripe, base + 3);
+                bump(base + 3);
             }
             #[cfg(feature = "metrics")]
             if let Some(m) = &self.metrics {
