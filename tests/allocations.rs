@@ -127,6 +127,25 @@ fn checks_on_tracked_keys_and_eight_scope_policies_allocate_nothing() {
     }
     assert_eq!(allocations(), before, "keyed check");
 
+    // An unkeyed sliding log at a steady full window (one request per W / n, each check
+    // pruning one entry and appending one), once its buffer has grown: checks and peeks
+    // work on the state in place.
+    let (clock, mock) = ratewarden::Clock::mock();
+    let log =
+        ratewarden::UnkeyedLimiter::with_clock(SlidingLog::new("100/s".parse().unwrap()), clock);
+    let step = std::time::Duration::from_millis(10);
+    for _ in 0..300 {
+        assert!(log.check(1).unwrap().is_allowed());
+        mock.increment(step);
+    }
+    let before = allocations();
+    for _ in 0..100 {
+        std::hint::black_box(log.peek(1).unwrap());
+        assert!(log.check(1).unwrap().is_allowed());
+        mock.increment(step);
+    }
+    assert_eq!(allocations(), before, "unkeyed sliding log check and peek");
+
     struct Req {
         api_key: String,
         org: u64,
