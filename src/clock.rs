@@ -59,6 +59,33 @@ enum Mode {
     Guarded(Arc<AtomicU64>),
     /// The timestamp [`Clock::coarse`]'s background thread refreshes.
     Coarse(&'static AtomicU64),
+    /// A caller's function ([`Clock::from_fn`]), guarded like a mock.
+    Source(Arc<Source>),
+}
+
+/// A caller's time source and the highest reading returned so far.
+struct Source {
+    read: Box<dyn Fn() -> Nanos + Send + Sync>,
+    latest: AtomicU64,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("latest", &self.latest.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Returns `reading`, or the highest reading `latest` has seen if that is later.
+#[inline]
+fn guarded(latest: &AtomicU64, reading: Nanos) -> Nanos {
+    let seen = latest.load(Ordering::Relaxed);
+    if reading <= seen {
+        seen
+    } else {
+        latest.fetch_max(reading, Ordering::Relaxed).max(reading)
+    }
 }
 
 impl Clock {
@@ -137,6 +164,36 @@ impl Clock {
         }
     }
 
+    /// A clock that reads `read`, which returns nanoseconds since the Unix epoch: time
+    /// from a simulation, a test harness or any other source. Readings are guarded
+    /// against going backwards, as for a mock.
+    ///
+    /// ```
+    /// use ratewarden::{Clock, Gcra, UnkeyedLimiter};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let reads = Arc::new(AtomicU64::new(0));
+    /// let counted = reads.clone();
+    /// let clock = Clock::from_fn(move || {
+    ///     counted.fetch_add(1, Ordering::Relaxed);
+    ///     1_700_000_000_000_000_000
+    /// });
+    /// let limiter = UnkeyedLimiter::with_clock(Gcra::new("10/s".parse()?), clock);
+    /// limiter.check(1)?;
+    /// assert_eq!(reads.load(Ordering::Relaxed), 1); // one reading per check
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_fn(read: impl Fn() -> Nanos + Send + Sync + 'static) -> Clock {
+        Clock {
+            mode: Mode::Source(Arc::new(Source {
+                read: Box::new(read),
+                latest: AtomicU64::new(0),
+            })),
+            ..Clock::new()
+        }
+    }
+
     /// The current time in nanoseconds since the Unix epoch. Never decreases.
     #[inline]
     pub fn now(&self) -> Nanos {
@@ -144,15 +201,8 @@ impl Clock {
             Mode::Monotonic => self.reading(),
             // Written only by one thread from a monotonic clock: never decreases.
             Mode::Coarse(stamp) => stamp.load(Ordering::Relaxed),
-            Mode::Guarded(latest) => {
-                let reading = self.reading();
-                let seen = latest.load(Ordering::Relaxed);
-                if reading <= seen {
-                    seen
-                } else {
-                    latest.fetch_max(reading, Ordering::Relaxed).max(reading)
-                }
-            }
+            Mode::Guarded(latest) => guarded(latest, self.reading()),
+            Mode::Source(source) => guarded(&source.latest, (source.read)()),
         }
     }
 
@@ -216,6 +266,19 @@ mod tests {
         }
         // A second coarse clock shares the same timestamp.
         assert!(Clock::coarse().now() >= last);
+    }
+
+    #[test]
+    fn a_function_clock_never_goes_backwards() {
+        let next = Arc::new(AtomicU64::new(500));
+        let source = next.clone();
+        let clock = Clock::from_fn(move || source.load(Ordering::SeqCst));
+        assert_eq!(clock.now(), 500);
+        next.store(100, Ordering::SeqCst);
+        assert_eq!(clock.now(), 500);
+        next.store(501, Ordering::SeqCst);
+        assert_eq!(clock.clone().now(), 501);
+        assert!(!clock.is_coarse());
     }
 
     #[test]

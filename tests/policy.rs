@@ -555,3 +555,59 @@ fn scopes_whose_keys_share_one_shard_never_deadlock_or_overspend() {
     // 80 000 requests against 7 teams × 12: (nearly) every team's budget ran out.
     assert!(admitted.values().sum::<u64>() >= 7 * 12 - 5, "{admitted:?}");
 }
+
+#[test]
+fn a_policy_check_reads_the_clock_once_whatever_its_scopes() {
+    let reads = Arc::new(AtomicU64::new(0));
+    let counted = reads.clone();
+    let clock = Clock::from_fn(move || {
+        // One millisecond per reading: a second reading inside one check would show.
+        1_000_000 * counted.fetch_add(1, Ordering::SeqCst)
+    });
+    let policy = Policy::builder()
+        .clock(clock.clone())
+        .scope(Scope::keyed(
+            "a",
+            Gcra::new("5/s".parse().unwrap()),
+            |r: &Req| Some(r.a),
+        ))
+        .scope(Scope::keyed(
+            "b",
+            SlidingWindow::new("9/s".parse().unwrap()),
+            |r: &Req| Some(r.b),
+        ))
+        .scope(Scope::unkeyed(
+            "all",
+            FixedWindow::new("100/s".parse().unwrap()),
+        ))
+        .scope(
+            Scope::keyed("log", SlidingLog::new("7/s".parse().unwrap()), |r: &Req| {
+                Some(r.a)
+            })
+            .shadow(),
+        )
+        .build();
+    let req = Req {
+        a: 1,
+        b: 2,
+        applies: 0xff,
+    };
+    for i in 0..20u64 {
+        let before = reads.load(Ordering::SeqCst);
+        let d = policy.check(&req, 1).unwrap();
+        assert_eq!(reads.load(Ordering::SeqCst), before + 1, "check {i}");
+        assert_eq!(d.scope_count(), 4);
+    }
+    let before = reads.load(Ordering::SeqCst);
+    policy.peek(&req, 1).unwrap();
+    policy.check_with(&req, 1, || Ok::<(), ()>(())).unwrap();
+    policy.refund(&req, 1);
+    assert_eq!(reads.load(Ordering::SeqCst), before + 3);
+
+    let limiter = KeyedLimiter::<u16>::builder(Gcra::new("5/s".parse().unwrap()))
+        .clock(clock)
+        .build();
+    let before = reads.load(Ordering::SeqCst);
+    limiter.check(&1, 1).unwrap();
+    assert_eq!(reads.load(Ordering::SeqCst), before + 1);
+}
