@@ -365,3 +365,25 @@ fn no_algorithm_calls_a_key_idle_before_its_own_requests() {
     check(SlidingWindow::new(r));
     check(Gcra::new(r));
 }
+
+/// `peek` changes nothing: a peek at a later time (what would happen then?) must not
+/// move an unkeyed limiter's windows, or a check at the present time no longer counts
+/// what the present window holds.
+#[test]
+fn an_unkeyed_peek_at_a_later_time_changes_nothing() {
+    const S: u64 = 1_000_000_000;
+    let t0 = 600 * S;
+    let (clock, _mock) = Clock::mock();
+    let window = UnkeyedLimiter::with_clock(SlidingWindow::new(rate("10/min")), clock.clone());
+    let log = UnkeyedLimiter::with_clock(SlidingLog::new(rate("10/min")), clock);
+    assert!(window.check_at(10, t0).unwrap().is_allowed());
+    assert!(log.check_at(10, t0).unwrap().is_allowed());
+    // Three minutes on, everything will have expired.
+    assert!(window.peek_at(1, t0 + 180 * S).unwrap().is_allowed());
+    assert!(log.peek_at(1, t0 + 180 * S).unwrap().is_allowed());
+    // One second after t0, the 10 admitted at t0 still fill the minute.
+    let d = window.check_at(1, t0 + S).unwrap();
+    assert!(d.is_denied(), "sliding window: the peek emptied the window: {d:?}");
+    let d = log.check_at(1, t0 + S).unwrap();
+    assert!(d.is_denied(), "sliding log: the peek emptied the log: {d:?}");
+}

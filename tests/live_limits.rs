@@ -673,4 +673,96 @@ mod unkeyed_races {
             "{admitted_racing} + {admitted_after} admitted within one second: more than the larger limit (60/s)"
         );
     }
+
+    /// SlidingWindow, but the first `unpack` after `ARM_UNPACK` is set pauses until
+    /// released and then declines, so that the check falls back to the parameters' mutex
+    /// copy: it reads the parameters only after a change that ran while it was paused,
+    /// although it read the state before that change (the widest possible window between
+    /// a check's reading of the state and its reading of the parameters).
+    #[derive(Debug, Clone, Copy)]
+    struct SlowRead(ratewarden::SlidingWindow);
+
+    static ARM_UNPACK: AtomicBool = AtomicBool::new(false);
+    static UNPACK_GATE: std::sync::OnceLock<(Barrier, Barrier)> = std::sync::OnceLock::new();
+
+    impl Algorithm for SlowRead {
+        type State = ratewarden::algorithm::SlidingWindowState;
+        type Cell = SeqCell<ratewarden::algorithm::SlidingWindowState>;
+        fn rate(&self) -> Rate {
+            self.0.rate()
+        }
+        fn with_rate(&self, rate: Rate) -> Self {
+            SlowRead(self.0.with_rate(rate))
+        }
+        fn limit(&self) -> u64 {
+            self.0.limit()
+        }
+        fn fresh(&self) -> Self::State {
+            self.0.fresh()
+        }
+        fn decide(&self, s: &mut Self::State, now: Nanos, cost: u64) -> Decision {
+            self.0.decide(s, now, cost)
+        }
+        fn decide_and_commit(&self, s: &mut Self::State, now: Nanos, cost: u64) -> Decision {
+            self.0.decide_and_commit(s, now, cost)
+        }
+        fn commit(&self, s: &mut Self::State, now: Nanos, cost: u64) {
+            self.0.commit(s, now, cost)
+        }
+        fn refund(&self, s: &mut Self::State, now: Nanos, cost: u64) {
+            self.0.refund(s, now, cost)
+        }
+        fn is_idle(&self, s: &Self::State, now: Nanos) -> bool {
+            self.0.is_idle(s, now)
+        }
+        fn carry_over(&self, next: &Self, s: &mut Self::State, now: Nanos) {
+            self.0.carry_over(&next.0, s, now)
+        }
+        fn pack(&self) -> Option<Packed> {
+            self.0.pack()
+        }
+        fn unpack(w: &Packed) -> Option<Self> {
+            if ARM_UNPACK.swap(false, Ordering::SeqCst) {
+                let (a, b) = UNPACK_GATE.get().unwrap();
+                a.wait(); // the check has read the state: let the change run
+                b.wait(); // the change is done
+                return None;
+            }
+            ratewarden::SlidingWindow::unpack(w).map(SlowRead)
+        }
+    }
+
+    #[test]
+    fn an_unkeyed_denial_racing_a_change_is_not_decided_on_the_old_state_with_the_new_parameters() {
+        const S: u64 = 1_000_000_000;
+        UNPACK_GATE.get_or_init(|| (Barrier::new(2), Barrier::new(2)));
+        let (clock, _mock) = Clock::mock();
+        let ten_per_minute = SlowRead(ratewarden::SlidingWindow::new(Rate::per_minute(10).unwrap()));
+        let l = Arc::new(UnkeyedLimiter::with_clock(ten_per_minute, clock));
+        // A change that changes nothing, so that checks read the published words.
+        l.set_algorithm_at(ten_per_minute, 0);
+        assert!(l.check_at(10, 600 * S).unwrap().is_allowed()); // the window [600 s, 660 s)
+        // 54 s into the next window, 10 × 6/60 = 1 still counts: 1 more fits under 10/min.
+        let now = 714 * S;
+        ARM_UNPACK.store(true, Ordering::SeqCst);
+        let checker = {
+            let l = l.clone();
+            std::thread::spawn(move || l.check_at(1, now))
+        };
+        let (a, b) = UNPACK_GATE.get().unwrap();
+        a.wait();
+        // 5 per 2 minutes: the estimate (1) is carried over as the count of the 2-minute
+        // window [600 s, 720 s), where 1 more still fits.
+        l.set_rate_at(Rate::new(5, Duration::from_secs(120)).unwrap(), now);
+        b.wait();
+        let d = checker.join().unwrap().unwrap();
+        // Under the old limit on the old state, or under the new limit on the carried-over
+        // state, the request is allowed; only the new limit on the state from before the
+        // change (10 counted in a 2-minute window) denies it.
+        assert!(
+            d.is_allowed(),
+            "denied, by the new limit applied to the state the change replaced: {d:?}"
+        );
+        assert_eq!(l.peek_at(0, now).unwrap().remaining(), 3);
+    }
 }
