@@ -56,7 +56,8 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
     /// rate's count, if given; the window never changes, so a key's state carries over),
     /// then calls `then` with the decision **while still holding the key's state**, and
     /// consumes `cost` only if the decision allowed and `then` returned `true`. Nobody
-    /// else can change this key's state in between. Returns the decision; when `then`
+    /// else can change this key's state in between (a keyed limiter holds the key's
+    /// shard: checks on other keys of that shard wait until `then` returns). Returns the decision; when `then`
     /// declined an allowed request, the returned decision describes the state as it
     /// remains (as for a cost of 0).
     fn transact(
@@ -155,11 +156,12 @@ fn decide_then<A: Algorithm>(
     cost: u64,
     then: &mut dyn FnMut(&Decision) -> bool,
 ) -> Decision {
-    let decision = alg.decide(state, now, cost);
+    // Decided without touching the state: a peek (`then` says no) leaves it as it was.
+    let decision = alg.peek(state, now, cost);
     if !then(&decision) {
         // Not consumed: report what really remains.
         return if decision.is_allowed() && cost > 0 {
-            alg.decide(state, now, 0)
+            alg.peek(state, now, 0)
         } else {
             decision
         };
@@ -441,7 +443,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         self.store.with_existing(key, now, |alg, state| {
             check_cost(alg, cost)?;
             Ok(match state {
-                Some(state) => alg.decide(state, now, cost),
+                Some(state) => alg.peek(state, now, cost),
                 None => alg.decide(&mut alg.fresh(), now, cost),
             })
         })
@@ -538,7 +540,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
             let alg = vary(alg);
             check_cost(&alg, cost)?;
             Ok(match state {
-                Some(state) => alg.decide(state, now, cost),
+                Some(state) => alg.peek(state, now, cost),
                 None => alg.decide(&mut alg.fresh(), now, cost),
             })
         })
@@ -749,7 +751,7 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
         self.cell.update(|state| {
             self.alg.with(|alg| {
                 check_cost(alg, cost)?;
-                Ok(alg.decide(state, now, cost))
+                Ok(alg.peek(state, now, cost))
             })
         })
     }
@@ -836,7 +838,8 @@ impl<A: Algorithm> fmt::Debug for UnkeyedLimiter<A> {
 /// A boxed limiter is a limiter, so scopes can hold `Box<dyn Limiter<K>>`.
 ///
 /// There is deliberately no such impl for `Arc<L>`: one limiter shared by two scopes of a
-/// policy would have its key's state taken twice by one check.
+/// policy would be taken twice by one check (the second time on a shard or state the
+/// first still holds: a deadlock).
 impl<K: ?Sized, L: Limiter<K> + ?Sized> Limiter<K> for Box<L> {
     fn clock(&self) -> &Clock {
         (**self).clock()

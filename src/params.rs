@@ -12,9 +12,10 @@
 //!
 //! Changes publish under the state cell's lock, and every operation that writes the
 //! state reads the parameters inside the cell's critical section — under its lock, or
-//! in a [`SeqCell`](crate::algorithm::SeqCell) update, which commits only if the cell's
-//! version counter has not moved since the update read the state — so a commit always
-//! uses the parameters that match the state it commits to. (A compare-and-swap of the
+//! in a [`SeqCell`](crate::algorithm::SeqCell) update, which commits (or, when it
+//! writes nothing, returns) only if the cell's version counter has not moved since the
+//! update read the state — so a commit, and a denial too, always uses the parameters
+//! that match the state it was decided on. (A compare-and-swap of the
 //! state's value would not be enough: a change that leaves the value as it was would
 //! let a commit computed with the old parameters land after it.) Algorithms that do not
 //! pack read a copy kept under a mutex that is never held while taking the cell's lock,

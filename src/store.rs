@@ -9,8 +9,8 @@
 //!   state four). The lock is held for a few dozen nanoseconds, so threads on different
 //!   keys of one shard rarely meet, and with 64 shards two threads rarely share one.
 //!   A [`Policy`](crate::Policy) holds one shard per scope while it decides the later
-//!   scopes; it takes them in declaration order, and each scope owns its limiter, so no
-//!   two checks wait on each other.
+//!   scopes; it takes them in declaration order, and each scope owns its limiter, so
+//!   checks may wait for each other but never in a cycle.
 //! - **Eviction.** A key whose state is idle (indistinguishable from a fresh key) carries
 //!   no information, so dropping it loses nothing. Sweeps drop keys that have been idle
 //!   for at least [`IDLE_GRACE`] (one second), so that keys which refill between their

@@ -383,7 +383,58 @@ fn an_unkeyed_peek_at_a_later_time_changes_nothing() {
     assert!(log.peek_at(1, t0 + 180 * S).unwrap().is_allowed());
     // One second after t0, the 10 admitted at t0 still fill the minute.
     let d = window.check_at(1, t0 + S).unwrap();
-    assert!(d.is_denied(), "sliding window: the peek emptied the window: {d:?}");
+    assert!(
+        d.is_denied(),
+        "sliding window: the peek emptied the window: {d:?}"
+    );
     let d = log.check_at(1, t0 + S).unwrap();
-    assert!(d.is_denied(), "sliding log: the peek emptied the log: {d:?}");
+    assert!(
+        d.is_denied(),
+        "sliding log: the peek emptied the log: {d:?}"
+    );
+}
+
+/// The keyed counterpart of `an_unkeyed_peek_at_a_later_time_changes_nothing`, and the
+/// same through a policy's peek.
+#[test]
+fn a_keyed_or_policy_peek_at_a_later_time_changes_nothing() {
+    const S: u64 = 1_000_000_000;
+    let t0 = 600 * S;
+    let (clock, _mock) = Clock::mock();
+    let window =
+        KeyedLimiter::<u64, _>::with_clock(SlidingWindow::new(rate("10/min")), clock.clone());
+    let log = KeyedLimiter::<u64, _>::with_clock(SlidingLog::new(rate("10/min")), clock.clone());
+    assert!(window.check_at(&1, 10, t0).unwrap().is_allowed());
+    assert!(log.check_at(&1, 10, t0).unwrap().is_allowed());
+    assert!(window.peek_at(&1, 1, t0 + 180 * S).unwrap().is_allowed());
+    assert!(log.peek_at(&1, 1, t0 + 180 * S).unwrap().is_allowed());
+    let d = window.check_at(&1, 1, t0 + S).unwrap();
+    assert!(
+        d.is_denied(),
+        "sliding window: the peek emptied the window: {d:?}"
+    );
+    let d = log.check_at(&1, 1, t0 + S).unwrap();
+    assert!(
+        d.is_denied(),
+        "sliding log: the peek emptied the log: {d:?}"
+    );
+
+    let policy = ratewarden::Policy::builder()
+        .clock(clock)
+        .scope(ratewarden::Scope::keyed(
+            "w",
+            SlidingWindow::new(rate("10/min")),
+            |k: &u64| Some(*k),
+        ))
+        .scope(ratewarden::Scope::keyed(
+            "l",
+            SlidingLog::new(rate("10/min")),
+            |k: &u64| Some(*k),
+        ))
+        .build();
+    assert!(policy.check_at(&1, 10, t0).unwrap().is_allowed());
+    assert!(policy.peek_at(&1, 1, t0 + 180 * S).unwrap().is_allowed());
+    let d = policy.check_at(&1, 1, t0 + S).unwrap();
+    assert!(d.is_denied(), "policy: the peek emptied its scopes: {d:?}");
+    assert_eq!(d.denials().count(), 2);
 }

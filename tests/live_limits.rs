@@ -737,12 +737,14 @@ mod unkeyed_races {
         const S: u64 = 1_000_000_000;
         UNPACK_GATE.get_or_init(|| (Barrier::new(2), Barrier::new(2)));
         let (clock, _mock) = Clock::mock();
-        let ten_per_minute = SlowRead(ratewarden::SlidingWindow::new(Rate::per_minute(10).unwrap()));
+        let ten_per_minute = SlowRead(ratewarden::SlidingWindow::new(
+            Rate::per_minute(10).unwrap(),
+        ));
         let l = Arc::new(UnkeyedLimiter::with_clock(ten_per_minute, clock));
         // A change that changes nothing, so that checks read the published words.
         l.set_algorithm_at(ten_per_minute, 0);
         assert!(l.check_at(10, 600 * S).unwrap().is_allowed()); // the window [600 s, 660 s)
-        // 54 s into the next window, 10 × 6/60 = 1 still counts: 1 more fits under 10/min.
+                                                                // 54 s into the next window, 10 × 6/60 = 1 still counts: 1 more fits under 10/min.
         let now = 714 * S;
         ARM_UNPACK.store(true, Ordering::SeqCst);
         let checker = {

@@ -3,8 +3,9 @@
 //!
 //! Two cells: a `parking_lot::Mutex` for states that do not fit a few words (the sliding
 //! log's), and [`SeqCell`] for states that do (GCRA's arrival time, the windows'
-//! start and counts). A `SeqCell` is read without writing anything — denials, which
-//! change nothing, cost no atomic read-modify-write — and a change is one
+//! start and counts). A `SeqCell` is read without writing anything — a check that
+//! leaves the state as it was (most denials) costs no atomic read-modify-write — and a
+//! change is one
 //! compare-and-swap of a version counter, which also proves that nothing else wrote in
 //! between (a bare compare-and-swap of the value could not tell a state that came back
 //! to the same value from one that never changed). Atomic multi-scope checks (policies)
@@ -211,9 +212,17 @@ impl<S: Words> StateCell for SeqCell<S> {
                     let mut state = S::from_words(words);
                     let result = f(&mut state);
                     if Self::same(&state.to_words(), &words) {
-                        return result;
-                    }
-                    if self.try_acquire(seen) {
+                        // Nothing to write, but `f` may have read what a lock holder
+                        // changes along with the state (an unkeyed limiter's live
+                        // parameters): its result stands only if nobody took the cell
+                        // while it ran. Whatever `f` read that such a holder wrote after
+                        // making the counter odd, this fence makes the counter's odd (or
+                        // later) value visible to the load below.
+                        fence(Ordering::Acquire);
+                        if self.seq.load(Ordering::Relaxed) == seen {
+                            return result;
+                        }
+                    } else if self.try_acquire(seen) {
                         self.store(&state);
                         self.seq.store(seen.wrapping_add(2), Ordering::Release);
                         return result;

@@ -1,6 +1,7 @@
 //! The four algorithms, each a pure state machine over a small per-key state and a time
-//! in nanoseconds. No locks, clocks or maps live here; stores ([`crate::KeyedLimiter`],
-//! [`crate::UnkeyedLimiter`], a future remote backend) own concurrency and call these.
+//! in nanoseconds. No clocks or maps live here; stores ([`crate::KeyedLimiter`],
+//! [`crate::UnkeyedLimiter`], the Redis backend's script) own concurrency and call these,
+//! keeping an unkeyed state in one of the cells defined here ([`StateCell`]).
 //!
 //! Every algorithm file has the same shape: its parameters type (which implements
 //! [`Algorithm`]), its per-key state type, the pure [`Algorithm::decide`] and
@@ -60,8 +61,9 @@ pub type Packed = [u64; 6];
 ///
 /// - [`decide`](Algorithm::decide) changes nothing observable; calling it twice at the
 ///   same `now` gives the same answer.
-/// - [`commit`](Algorithm::commit) is called only after an allowing `decide` with the same
-///   `now` and `cost` on the same state, and consumes exactly `cost`.
+/// - [`commit`](Algorithm::commit) is called only after an allowing `decide` or
+///   [`peek`](Algorithm::peek) with the same `now` and `cost` on the same state, and
+///   consumes exactly `cost`.
 /// - A fresh state admits any `cost <= capacity()`.
 /// - A state for which [`is_idle`](Algorithm::is_idle) holds behaves exactly like
 ///   [`fresh`](Algorithm::fresh) from then on, so a store may drop it.
@@ -90,6 +92,15 @@ pub trait Algorithm: Clone + Debug + Send + Sync + 'static {
     fn decide(&self, state: &mut Self::State, now: Nanos, cost: u64) -> Decision;
     /// Consumes `cost` at `now`; see the trait contract.
     fn commit(&self, state: &mut Self::State, now: Nanos, cost: u64);
+    /// The decision [`decide`](Algorithm::decide) gives, leaving the state exactly as it
+    /// is: what peeks use. `decide` may bring a state up to `now` (a sliding window
+    /// rolls, a log drops expired entries), which a peek must not do — a peek at a later
+    /// time would otherwise drop what checks at the present time still count. The
+    /// default decides on a copy; an algorithm whose state is costly to copy overrides it.
+    #[inline]
+    fn peek(&self, state: &Self::State, now: Nanos, cost: u64) -> Decision {
+        self.decide(&mut state.clone(), now, cost)
+    }
     /// [`decide`](Algorithm::decide), then [`commit`](Algorithm::commit) if allowed: what
     /// a check does. An algorithm may fuse the two to share their arithmetic.
     #[inline]
@@ -117,7 +128,7 @@ pub trait Algorithm: Clone + Debug + Send + Sync + 'static {
 
     /// The parameters as plain words, so that an unkeyed limiter can read them on every
     /// check without a lock while a live change may replace them. `None` (the default)
-    /// keeps such reads behind a read lock; [`unpack`](Algorithm::unpack) must invert it.
+    /// keeps such reads behind a mutex; [`unpack`](Algorithm::unpack) must invert it.
     fn pack(&self) -> Option<Packed> {
         None
     }

@@ -132,6 +132,45 @@ impl SlidingLog {
     pub fn new(rate: Rate) -> SlidingLog {
         SlidingLog { rate }
     }
+
+    /// The decision on the log's entries from index `first` on, those before it having
+    /// expired.
+    fn decide_from(
+        &self,
+        state: &SlidingLogState,
+        first: usize,
+        now: Nanos,
+        cost: u64,
+    ) -> Decision {
+        let (n, w) = (self.rate.count(), self.rate.window_nanos());
+        let base = match first.checked_sub(1) {
+            Some(i) => state.entries[i].total,
+            None => state.expired_total,
+        };
+        let newest = state.entries.back().filter(|_| first < state.entries.len());
+        let sum = newest.map_or(0, |e| e.total - base);
+        // The newest entry expires last; an allowed request becomes (or joins) it.
+        let newest = newest.map(|e| e.at);
+        let expiry = |at: Nanos| at.saturating_add(w).saturating_sub(now);
+        if sum.saturating_add(cost) <= n {
+            let reset = match (sum + cost, newest) {
+                (0, _) => 0,
+                (_, _) if cost > 0 => w,
+                (_, Some(at)) => expiry(at),
+                (_, None) => 0,
+            };
+            return Decision::allow(n, n - sum - cost, w, reset);
+        }
+        // Oldest entries must expire until the remaining sum is at most n - cost.
+        let need = sum + cost - n;
+        // Expired entries (totals up to `base`) count as needing to expire too.
+        let i = state
+            .entries
+            .partition_point(|e| e.total.saturating_sub(base) < need);
+        let retry = state.entries.get(i).map_or(w, |e| expiry(e.at));
+        let reset = newest.map_or(0, expiry);
+        Decision::deny(n, n.saturating_sub(sum), w, reset, retry)
+    }
 }
 
 impl Algorithm for SlidingLog {
@@ -165,30 +204,38 @@ impl Algorithm for SlidingLog {
     }
 
     fn decide(&self, state: &mut SlidingLogState, now: Nanos, cost: u64) -> Decision {
-        let (n, w) = (self.rate.count(), self.rate.window_nanos());
-        state.prune(now, w);
-        let sum = state.sum();
-        // The newest entry expires last; an allowed request becomes (or joins) it.
-        let newest = state.entries.back().map(|e| e.at);
-        let expiry = |at: Nanos| at.saturating_add(w).saturating_sub(now);
-        if sum.saturating_add(cost) <= n {
-            let reset = match (sum + cost, newest) {
-                (0, _) => 0,
-                (_, _) if cost > 0 => w,
-                (_, Some(at)) => expiry(at),
-                (_, None) => 0,
-            };
-            return Decision::allow(n, n - sum - cost, w, reset);
-        }
-        // Oldest entries must expire until the remaining sum is at most n - cost.
-        let need = sum + cost - n;
-        let base = state.expired_total;
-        let i = state.entries.partition_point(|e| e.total - base < need);
-        let retry = state.entries.get(i).map_or(w, |e| expiry(e.at));
-        let reset = newest.map_or(0, expiry);
-        Decision::deny(n, n.saturating_sub(sum), w, reset, retry)
+        state.prune(now, self.rate.window_nanos());
+        self.decide_from(state, 0, now, cost)
     }
 
+    /// Without pruning: the expired entries at the front are skipped by a galloping
+    /// search, O(log k) for k of them (one or none in steady traffic).
+    fn peek(&self, state: &SlidingLogState, now: Nanos, cost: u64) -> Decision {
+        let w = self.rate.window_nanos();
+        let expired = |i: usize| state.entries[i].at.saturating_add(w) <= now;
+        let len = state.entries.len();
+        // `first`: the first entry still in the window. Entries before `a` have expired;
+        // entry `b` has not (or `b` is the end).
+        let (mut a, mut b) = (0, 0);
+        if len > 0 && expired(0) {
+            let (mut known, mut next) = (0, 1);
+            while next < len && expired(next) {
+                known = next;
+                next = (next * 2).min(len);
+            }
+            (a, b) = (known + 1, next);
+        }
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if expired(mid) {
+                a = mid + 1;
+            } else {
+                b = mid;
+            }
+        }
+        let first = a;
+        self.decide_from(state, first, now, cost)
+    }
     fn commit(&self, state: &mut SlidingLogState, now: Nanos, cost: u64) {
         if cost == 0 {
             return;
@@ -276,6 +323,39 @@ impl Algorithm for SlidingLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peek_matches_decide_on_a_copy_and_changes_nothing() {
+        let alg = SlidingLog::new(Rate::new(50, std::time::Duration::from_secs(10)).unwrap());
+        let mut state = alg.fresh();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut now = 1_000_000_000_000;
+        for _ in 0..20_000 {
+            now += rand(400_000_000);
+            let cost = 1 + rand(5);
+            if alg.decide(&mut state.clone(), now, cost).is_allowed() {
+                alg.commit(&mut state, now, cost);
+            }
+            // At this time, later, much later; for several costs: peeking is deciding on
+            // a copy, and leaves the state as it was.
+            for at in [now, now + rand(12_000_000_000), now + 25_000_000_000] {
+                for c in [0, 1, 7, 50] {
+                    let before = state.clone();
+                    assert_eq!(
+                        alg.peek(&state, at, c),
+                        alg.decide(&mut before.clone(), at, c)
+                    );
+                    assert_eq!(state, before);
+                }
+            }
+        }
+    }
     use std::time::Duration;
 
     const MS: u64 = 1_000_000;

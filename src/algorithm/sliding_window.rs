@@ -323,17 +323,29 @@ mod tests {
     }
 
     /// `rolled` before it avoided the division (e00b66a).
-    fn rolled_by_division(alg: &SlidingWindow, s: &SlidingWindowState, now: Nanos) -> SlidingWindowState {
+    fn rolled_by_division(
+        alg: &SlidingWindow,
+        s: &SlidingWindowState,
+        now: Nanos,
+    ) -> SlidingWindowState {
         let w = alg.rate.window_nanos();
         let start = now - now % w;
         if start == s.start {
             *s
         } else if start == s.start.saturating_add(w) {
-            SlidingWindowState { start, prev: s.cur, cur: 0 }
+            SlidingWindowState {
+                start,
+                prev: s.cur,
+                cur: 0,
+            }
         } else if start < s.start {
             *s
         } else {
-            SlidingWindowState { start, prev: 0, cur: 0 }
+            SlidingWindowState {
+                start,
+                prev: 0,
+                cur: 0,
+            }
         }
     }
 
@@ -350,7 +362,8 @@ mod tests {
             x
         };
         for round in 0..200_000u64 {
-            let (n, w) = [(10, 60 * S), (1, 1), (3, 7), (1000, S), (5, u64::MAX / 3)][(round % 5) as usize];
+            let (n, w) =
+                [(10, 60 * S), (1, 1), (3, 7), (1000, S), (5, u64::MAX / 3)][(round % 5) as usize];
             let alg = SlidingWindow::new(Rate::from_parts(n, w).unwrap());
             let alg = if round % 7 == 0 {
                 alg.with_rate(Rate::from_parts(n * 3 + 1, w).unwrap_or(alg.rate))
@@ -364,7 +377,11 @@ mod tests {
             };
             let start = k * w;
             let m = alg.rate.count();
-            let s = SlidingWindowState { start, prev: next() % (m + 2), cur: next() % (m + 2) };
+            let s = SlidingWindowState {
+                start,
+                prev: next() % (m + 2),
+                cur: next() % (m + 2),
+            };
             let now = match next() % 6 {
                 0 => start.saturating_sub(next() % (2 * w)),
                 1 => start.saturating_add(next() % w),
@@ -374,7 +391,11 @@ mod tests {
                 _ => u64::MAX - next() % 4,
             };
             let cost = next() % (m + 1);
-            assert_eq!(alg.rolled(&s, now), rolled_by_division(&alg, &s, now), "{s:?} {now} {w}");
+            assert_eq!(
+                alg.rolled(&s, now),
+                rolled_by_division(&alg, &s, now),
+                "{s:?} {now} {w}"
+            );
             let mut old = rolled_by_division(&alg, &s, now);
             let before = alg.decide_rolled(&old, now, cost);
             if before.is_allowed() {
@@ -392,8 +413,19 @@ mod tests {
     #[test]
     fn off_grid_states_now_keep_their_own_window() {
         let alg = SlidingWindow::new(Rate::per_second(10).unwrap());
-        let s = SlidingWindowState { start: 2 * S + S / 10, prev: 0, cur: 10 };
-        assert_eq!(rolled_by_division(&alg, &s, 3 * S), SlidingWindowState { start: 3 * S, prev: 0, cur: 0 });
+        let s = SlidingWindowState {
+            start: 2 * S + S / 10,
+            prev: 0,
+            cur: 10,
+        };
+        assert_eq!(
+            rolled_by_division(&alg, &s, 3 * S),
+            SlidingWindowState {
+                start: 3 * S,
+                prev: 0,
+                cur: 0
+            }
+        );
         assert_eq!(alg.rolled(&s, 3 * S), s);
     }
 }

@@ -9,7 +9,8 @@
 //! is decided while every earlier scope's state is held; commits then happen on the way
 //! back, only if everything allowed. No other thread can observe a half-applied request,
 //! nothing is rolled back, and no interleaving admits more than any scope's quota. States
-//! are always taken in declaration order, so two checks cannot wait on each other. The
+//! are always taken in declaration order, so checks may wait for each other but never in
+//! a cycle. The
 //! clock is read once per request, and for up to eight scopes nothing is allocated.
 //!
 //! **What scopes report.** When the request is allowed, each scope reports its state

@@ -95,8 +95,8 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
     ///
     /// Each key's state is read atomically; keys are read one after another, so a
     /// snapshot taken under traffic is not one instant across keys. Take the last one
-    /// after traffic has stopped (at shutdown). Checks go on while a snapshot is taken;
-    /// new keys of the shard being read wait for it.
+    /// after traffic has stopped (at shutdown). Checks go on while a snapshot is taken,
+    /// except on the shard being read, which waits for it.
     pub fn snapshot(&self) -> Result<LimiterSnapshot, SnapshotError> {
         self.snapshot_at(self.clock.now())
     }
