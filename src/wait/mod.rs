@@ -167,12 +167,13 @@ where
         let clock = self.limiter.clock();
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let deadline = timeout.map(|t| clock.now().saturating_add(nanos(t)));
-        let place = self.join(key)?;
+        let (place, mut head) = self.join(key)?;
         // The deadline's timer is armed only for a caller that has to wait its turn: one
         // admitted at once registers nothing.
         let mut expiry: Option<Sleep> = None;
         loop {
-            if !place.is_head() {
+            // Once at the head, a caller stays there until it leaves.
+            if !head {
                 if expiry.is_none() {
                     expiry = deadline.map(|at| self.timer.sleep_until(clock, at));
                 }
@@ -181,6 +182,7 @@ where
                     expiry: expiry.as_mut(),
                 }
                 .await?;
+                head = true;
             }
             let now = clock.now();
             let decision = self.limiter.check_at(key, cost, now)?;
@@ -197,19 +199,22 @@ where
         }
     }
 
-    fn join(&self, key: &K) -> Result<Place<'_, K, L>, WaitError> {
+    /// Joins `key`'s queue: the caller's place, and whether it is at the head.
+    fn join(&self, key: &K) -> Result<(Place<'_, K, L>, bool), WaitError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut queues = self.queues.lock();
         let queue = queues.entry(key.clone()).or_default();
         if queue.len() >= self.max_waiters {
             return Err(WaitError::QueueFull(queue.len()));
         }
+        let head = queue.is_empty();
         queue.push_back(Waiter { id, waker: None });
-        Ok(Place {
+        let place = Place {
             pacer: self,
             key: key.clone(),
             id,
-        })
+        };
+        Ok((place, head))
     }
 }
 
@@ -218,16 +223,6 @@ struct Place<'p, K: Hash + Eq, L> {
     pacer: &'p Pacer<K, L>,
     key: K,
     id: u64,
-}
-
-impl<K: Hash + Eq, L> Place<'_, K, L> {
-    fn is_head(&self) -> bool {
-        let queues = self.pacer.queues.lock();
-        queues
-            .get(&self.key)
-            .and_then(VecDeque::front)
-            .is_some_and(|w| w.id == self.id)
-    }
 }
 
 impl<K: Hash + Eq, L> Drop for Place<'_, K, L> {
