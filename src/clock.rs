@@ -201,8 +201,18 @@ impl Clock {
             Mode::Monotonic => self.reading(),
             // Written only by one thread from a monotonic clock: never decreases.
             Mode::Coarse(stamp) => stamp.load(Ordering::Relaxed),
+            // Mocks and caller's sources: out of line, so that the real clocks inline.
+            Mode::Guarded(_) | Mode::Source(_) => self.now_guarded(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn now_guarded(&self) -> Nanos {
+        match &self.mode {
             Mode::Guarded(latest) => guarded(latest, self.reading()),
             Mode::Source(source) => guarded(&source.latest, (source.read)()),
+            Mode::Monotonic | Mode::Coarse(_) => self.reading(),
         }
     }
 

@@ -200,7 +200,9 @@ impl<S: Words> StateCell for SeqCell<S> {
         f(&mut unlock.state)
     }
 
-    #[inline]
+    // Always: the hot path of every unkeyed check, too large for the inliner's taste
+    // once the caller's closure is in it, and twice the instructions out of line.
+    #[inline(always)]
     fn update<R>(&self, mut f: impl FnMut(&mut S) -> R) -> R {
         let mut spins = 0;
         loop {
