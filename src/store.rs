@@ -15,10 +15,12 @@
 //!   no information, so dropping it loses nothing. Sweeps drop keys that have been idle
 //!   for at least [`IDLE_GRACE`] (one second), so that keys which refill between their
 //!   own requests are not dropped and re-inserted on every visit. Each shard counts the
-//!   operations on it; once they reach half its size, the operation that got there sweeps
-//!   the shard (`retain` of non-idle keys, then a shrink if the table is mostly empty).
-//!   The cost is amortised O(1) per operation, needs no background thread and no user
-//!   call, and memory follows the *active* key set.
+//!   operations on it; once they reach half its size, and a quarter of the grace period
+//!   has passed since its last sweep, the operation that got there sweeps the shard
+//!   (`retain` of non-idle keys, then a shrink if the table is mostly empty). The cost
+//!   is amortised O(1) per operation (and at most four passes a second over a busy
+//!   shard), needs no background thread and no user call, and memory follows the
+//!   *active* key set.
 //! - **Key cap.** [`max_keys`](crate::KeyedBuilder::max_keys) bounds the number of keys
 //!   against key spraying. A new key at the cap triggers a sweep of its shard if the
 //!   shard has seen half its size in operations since its last sweep (refused keys
@@ -74,6 +76,8 @@ struct Table<K, A: Algorithm> {
     alg: A,
     /// Operations since the last sweep.
     ops: usize,
+    /// When the last sweep ran.
+    swept_at: Nanos,
 }
 
 #[repr(align(128))]
@@ -97,6 +101,11 @@ const IDLE_GRACE_NANOS: u64 = IDLE_GRACE.as_nanos() as u64;
 /// Operations a shard absorbs before it sweeps, at the least.
 const MIN_SWEEP_INTERVAL: usize = 64;
 
+/// Time between two sweeps of a shard driven by its traffic, at the least: keys become
+/// evictable only [`IDLE_GRACE`] after their last use, so sweeping a busy shard more
+/// often finds little and costs a pass over its keys each time.
+const SWEEP_GAP_NANOS: u64 = IDLE_GRACE_NANOS / 4;
+
 impl<K, A: Algorithm> Store<K, A> {
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
@@ -117,6 +126,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
                         entries: HashTable::new(),
                         alg: alg.clone(),
                         ops: 0,
+                        swept_at: 0,
                     }))
                 })
                 .collect(),
@@ -319,7 +329,9 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     #[inline]
     fn tick(&self, table: &mut Table<K, A>, now: Nanos) {
         table.ops += 1;
-        if table.ops > (table.entries.len() / 2).max(MIN_SWEEP_INTERVAL) {
+        if table.ops > (table.entries.len() / 2).max(MIN_SWEEP_INTERVAL)
+            && now.saturating_sub(table.swept_at) >= SWEEP_GAP_NANOS
+        {
             table.ops = 0;
             self.sweep(table, now);
         }
@@ -327,6 +339,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
 
     #[cold]
     fn sweep(&self, table: &mut Table<K, A>, now: Nanos) {
+        table.swept_at = table.swept_at.max(now);
         let Table { entries, alg, .. } = table;
         let before = entries.len();
         // Idle as of a grace period ago: keys that come back within it stay, so a key
