@@ -1,5 +1,6 @@
 //! Connections: [`RedisBackend`] (blocking, for threads) and [`AsyncRedisBackend`]
-//! (tokio), each shared by every concurrent check, each with its own deadline per call.
+//! (tokio), each shared by every concurrent check, each with its own deadline per call,
+//! each to one server or to a Redis Cluster.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
 use redis::ConnectionLike;
 
 use super::policy::Prepared;
@@ -40,12 +42,94 @@ fn connection_error(err: &redis::RedisError) -> RedisCheckError {
     }
 }
 
+/// A cluster client for the given seed nodes, with redirections and retries bounded so
+/// that they fit in a deadline: a few retries, waits of a few milliseconds between them.
+fn cluster_builder(
+    nodes: impl IntoIterator<Item = impl AsRef<str>>,
+) -> Result<ClusterClientBuilder, RedisCheckError> {
+    let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+    if nodes.is_empty() {
+        return Err(RedisCheckError::Connection {
+            detail: Arc::from("no cluster node given; give the address of at least one"),
+        });
+    }
+    Ok(ClusterClient::builder(nodes)
+        .retries(CLUSTER_RETRIES)
+        .retry_wait_formula(1, 2)
+        .min_retry_wait(1)
+        .max_retry_wait(10))
+}
+
+/// Retries of one cluster call after a redirection (`MOVED`, `ASK`) or a transient
+/// error, all within the call's deadline.
+const CLUSTER_RETRIES: u32 = 4;
+
+/// Where a blocking backend connects.
+enum Target {
+    Node(redis::Client),
+    Cluster(Box<ClusterClient>),
+}
+
+/// One blocking connection: to a single server, or to every node of a cluster (routed by
+/// the keys' slot).
+enum Conn {
+    Node(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Target {
+    fn connect(&self, wait: Duration) -> redis::RedisResult<Conn> {
+        match self {
+            Target::Node(client) => client.get_connection_with_timeout(wait).map(Conn::Node),
+            Target::Cluster(client) => client
+                .get_connection_with_config(
+                    ClusterConfig::new()
+                        .set_connection_timeout(wait)
+                        .set_response_timeout(wait),
+                )
+                .map(|conn| Conn::Cluster(Box::new(conn))),
+        }
+    }
+}
+
+impl Conn {
+    fn set_timeouts(&self, wait: Duration) -> redis::RedisResult<()> {
+        match self {
+            Conn::Node(conn) => conn
+                .set_read_timeout(Some(wait))
+                .and_then(|()| conn.set_write_timeout(Some(wait))),
+            Conn::Cluster(conn) => conn
+                .set_read_timeout(Some(wait))
+                .and_then(|()| conn.set_write_timeout(Some(wait))),
+        }
+    }
+
+    fn as_connection_like(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Conn::Node(conn) => conn,
+            Conn::Cluster(conn) => &mut **conn,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Conn::Node(conn) => conn.is_open(),
+            Conn::Cluster(conn) => conn.is_open(),
+        }
+    }
+}
+
 /// A blocking connection to Redis, shared by every thread that checks through it.
 ///
 /// One connection serves one call at a time; a call waits for it at most its deadline.
 /// [`with_connections`](RedisBackend::with_connections) spreads calls over a few
 /// connections, taken in turn. Connections are made on first use and made again after
 /// any failure, so a restarted server is picked up by the next call.
+///
+/// [`open`](RedisBackend::open) talks to one server;
+/// [`open_cluster`](RedisBackend::open_cluster) to a Redis Cluster, where each
+/// connection reaches every master and sends each check to the node serving its keys'
+/// slot (following `MOVED` and `ASK` redirections after a resharding or a failover).
 ///
 /// ```no_run
 /// use ratewarden::redis::RedisBackend;
@@ -54,12 +138,20 @@ fn connection_error(err: &redis::RedisError) -> RedisCheckError {
 /// let redis = RedisBackend::open("redis://127.0.0.1:6379")?
 ///     .with_deadline(Duration::from_millis(50));
 /// assert_eq!(redis.deadline(), Duration::from_millis(50));
+///
+/// // A cluster: any of its nodes will do as seeds, the others are discovered.
+/// let cluster = RedisBackend::open_cluster([
+///     "redis://10.0.0.1:6379",
+///     "redis://10.0.0.2:6379",
+///     "redis://10.0.0.3:6379",
+/// ])?
+/// .with_connections(4);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct RedisBackend {
-    client: redis::Client,
+    target: Target,
     deadline: Duration,
-    conns: Box<[Mutex<Option<redis::Connection>>]>,
+    conns: Box<[Mutex<Option<Conn>>]>,
     next: AtomicUsize,
 }
 
@@ -68,12 +160,43 @@ impl RedisBackend {
     /// [`DEFAULT_DEADLINE`]. Connects on first use.
     pub fn open(url: &str) -> Result<RedisBackend, RedisCheckError> {
         let client = redis::Client::open(url).map_err(|e| connection_error(&e))?;
-        Ok(RedisBackend {
-            client,
+        Ok(RedisBackend::with_target(Target::Node(client)))
+    }
+
+    /// A backend for the Redis Cluster that `nodes` belong to (`redis://host:port` each;
+    /// one reachable node is enough, the others are discovered), with the
+    /// [`DEFAULT_DEADLINE`]. Connects on first use.
+    ///
+    /// Each check goes to the master serving its keys' slot, so the policy must keep the
+    /// keys of one check in one slot: build it with
+    /// [`cluster`](super::RedisPolicyBuilder::cluster). Within a call's deadline the
+    /// backend follows a few redirections; the deadline bounds each connection attempt
+    /// and each round trip to a node.
+    ///
+    /// Fails with [`RedisCheckError::Connection`] when no node is given or an address is
+    /// not a Redis URL.
+    pub fn open_cluster(
+        nodes: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<RedisBackend, RedisCheckError> {
+        let client = cluster_builder(nodes)?
+            .build()
+            .map_err(|e| connection_error(&e))?;
+        Ok(RedisBackend::with_target(Target::Cluster(Box::new(client))))
+    }
+
+    fn with_target(target: Target) -> RedisBackend {
+        RedisBackend {
+            target,
             deadline: DEFAULT_DEADLINE,
             conns: Box::new([Mutex::new(None)]),
             next: AtomicUsize::new(0),
-        })
+        }
+    }
+
+    /// Whether this backend talks to a Redis Cluster (opened with
+    /// [`open_cluster`](RedisBackend::open_cluster)).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
     }
 
     /// The same backend with `count` connections (at least one), which concurrent calls
@@ -109,29 +232,30 @@ impl RedisBackend {
         let mut guard = self.conns[turn]
             .try_lock_for(self.deadline)
             .ok_or(timeout.clone())?;
+        let error = |e: &redis::RedisError| match self.target {
+            Target::Node(_) => RedisCheckError::from_redis(e, self.deadline),
+            Target::Cluster(_) => RedisCheckError::from_cluster(e, self.deadline),
+        };
         let mut conn = match guard.take() {
             Some(conn) => conn,
             None => {
                 let wait = left().ok_or(timeout.clone())?;
-                self.client
-                    .get_connection_with_timeout(wait)
-                    .map_err(|e| RedisCheckError::from_redis(&e, self.deadline))?
+                self.target.connect(wait).map_err(|e| error(&e))?
             }
         };
         let wait = left().ok_or(timeout)?;
-        let timeouts = conn
-            .set_read_timeout(Some(wait))
-            .and_then(|()| conn.set_write_timeout(Some(wait)));
-        if let Err(e) = timeouts {
-            return Err(RedisCheckError::from_redis(&e, self.deadline));
+        if let Err(e) = conn.set_timeouts(wait) {
+            return Err(error(&e));
         }
-        match invocation(prepared).invoke::<Vec<i64>>(&mut conn) {
+        // On a cluster connection `EVALSHA` is routed by its first key (all keys of a check
+        // share its slot), and the `SCRIPT LOAD` after a `NOSCRIPT` goes to every node.
+        match invocation(prepared).invoke::<Vec<i64>>(conn.as_connection_like()) {
             Ok(reply) => {
                 *guard = Some(conn);
                 Ok(reply)
             }
             Err(e) => {
-                let error = RedisCheckError::from_redis(&e, self.deadline);
+                let error = error(&e);
                 // After a timeout or a broken stream the connection's state is unknown:
                 // drop it, and the next call connects afresh.
                 if !matches!(
@@ -150,6 +274,7 @@ impl RedisBackend {
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
+            .field("cluster", &self.is_cluster())
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
@@ -161,17 +286,59 @@ impl fmt::Debug for RedisBackend {
 /// It reconnects by itself after the connection breaks; each call gives up after its
 /// deadline.
 ///
+/// [`open`](AsyncRedisBackend::open) talks to one server;
+/// [`open_cluster`](AsyncRedisBackend::open_cluster) to a Redis Cluster, with one
+/// multiplexed connection per master and each check sent to the node serving its keys'
+/// slot (following `MOVED` and `ASK` redirections).
+///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use ratewarden::redis::AsyncRedisBackend;
 ///
 /// let redis = AsyncRedisBackend::open("redis://127.0.0.1:6379")?;
+///
+/// // A cluster: any of its nodes will do as seeds, the others are discovered.
+/// let cluster = AsyncRedisBackend::open_cluster([
+///     "redis://10.0.0.1:6379",
+///     "redis://10.0.0.2:6379",
+///     "redis://10.0.0.3:6379",
+/// ])?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct AsyncRedisBackend {
-    conn: ConnectionManager,
+    conn: AsyncConn,
     deadline: Duration,
+}
+
+#[derive(Clone)]
+enum AsyncConn {
+    Node(ConnectionManager),
+    Cluster(Arc<AsyncCluster>),
+}
+
+/// The cluster connection of an [`AsyncRedisBackend`] and its clones: made on first use,
+/// made again when making it failed. Once made, it reconnects to nodes by itself.
+struct AsyncCluster {
+    client: ClusterClient,
+    conn: Mutex<Option<redis::cluster_async::ClusterConnection>>,
+}
+
+impl AsyncCluster {
+    async fn connection(&self) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
+        if let Some(conn) = self.conn.lock().as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = self.client.get_async_connection().await?;
+        // Two calls may connect at once; the first one stored wins, the other is dropped.
+        Ok(self.conn.lock().get_or_insert(conn).clone())
+    }
+
+    /// Drops the connection after it failed as a whole (its task gone with the runtime
+    /// it ran on, every node unreachable): the next call connects afresh.
+    fn forget(&self) {
+        self.conn.lock().take();
+    }
 }
 
 impl AsyncRedisBackend {
@@ -199,7 +366,57 @@ impl AsyncRedisBackend {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| connection_error(&e))?;
-        Ok(AsyncRedisBackend { conn, deadline })
+        Ok(AsyncRedisBackend {
+            conn: AsyncConn::Node(conn),
+            deadline,
+        })
+    }
+
+    /// A backend for the Redis Cluster that `nodes` belong to (`redis://host:port` each;
+    /// one reachable node is enough, the others are discovered), with the
+    /// [`DEFAULT_DEADLINE`]. Connects on first use, and again on the next call if that
+    /// failed. Must be called within a tokio runtime ([`RedisCheckError::NoRuntime`]
+    /// otherwise).
+    ///
+    /// Each check goes to the master serving its keys' slot, so the policy must keep the
+    /// keys of one check in one slot: build it with
+    /// [`cluster`](super::RedisPolicyBuilder::cluster). Fails with
+    /// [`RedisCheckError::Connection`] when no node is given or an address is not a
+    /// Redis URL.
+    pub fn open_cluster(
+        nodes: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<AsyncRedisBackend, RedisCheckError> {
+        Self::open_cluster_with_deadline(nodes, DEFAULT_DEADLINE)
+    }
+
+    /// A cluster backend with another deadline per call (connecting, redirections and
+    /// retries included).
+    pub fn open_cluster_with_deadline(
+        nodes: impl IntoIterator<Item = impl AsRef<str>>,
+        deadline: Duration,
+    ) -> Result<AsyncRedisBackend, RedisCheckError> {
+        // The cluster connection runs as a task on the current runtime.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RedisCheckError::NoRuntime);
+        }
+        let client = cluster_builder(nodes)?
+            .connection_timeout(deadline)
+            .response_timeout(deadline)
+            .build()
+            .map_err(|e| connection_error(&e))?;
+        Ok(AsyncRedisBackend {
+            conn: AsyncConn::Cluster(Arc::new(AsyncCluster {
+                client,
+                conn: Mutex::new(None),
+            })),
+            deadline,
+        })
+    }
+
+    /// Whether this backend talks to a Redis Cluster (opened with
+    /// [`open_cluster`](AsyncRedisBackend::open_cluster)).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, AsyncConn::Cluster(_))
     }
 
     /// The deadline per call.
@@ -208,14 +425,37 @@ impl AsyncRedisBackend {
     }
 
     pub(crate) async fn eval(&self, prepared: &Prepared) -> Result<Vec<i64>, RedisCheckError> {
-        let mut conn = self.conn.clone();
-        let call = async move {
-            invocation(prepared)
-                .invoke_async::<Vec<i64>>(&mut conn)
-                .await
+        let deadline = self.deadline;
+        let call = async {
+            match &self.conn {
+                AsyncConn::Node(conn) => {
+                    let mut conn = conn.clone();
+                    invocation(prepared)
+                        .invoke_async::<Vec<i64>>(&mut conn)
+                        .await
+                        .map_err(|e| RedisCheckError::from_redis(&e, deadline))
+                }
+                AsyncConn::Cluster(cluster) => {
+                    // `EVALSHA` is routed by its first key (all keys of a check share its
+                    // slot); the `SCRIPT LOAD` after a `NOSCRIPT` goes to every node.
+                    let call = async {
+                        let mut conn = cluster.connection().await?;
+                        invocation(prepared)
+                            .invoke_async::<Vec<i64>>(&mut conn)
+                            .await
+                    };
+                    call.await.map_err(|e| {
+                        let error = RedisCheckError::from_cluster(&e, deadline);
+                        if matches!(error, RedisCheckError::Connection { .. }) {
+                            cluster.forget();
+                        }
+                        error
+                    })
+                }
+            }
         };
         match tokio::time::timeout(self.deadline, call).await {
-            Ok(reply) => reply.map_err(|e| RedisCheckError::from_redis(&e, self.deadline)),
+            Ok(reply) => reply,
             Err(_) => Err(RedisCheckError::Timeout {
                 deadline: self.deadline,
             }),
@@ -226,6 +466,7 @@ impl AsyncRedisBackend {
 impl fmt::Debug for AsyncRedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncRedisBackend")
+            .field("cluster", &self.is_cluster())
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
