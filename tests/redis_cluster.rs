@@ -446,6 +446,154 @@ fn denials_spend_nothing_on_any_node() {
     assert_eq!(nodes, BTreeSet::from([0, 1, 2]), "denials on every master");
 }
 
+/// A slot migrated from the first master to the second while checks go on: during the
+/// migration (`ASK`, with the importing node having lost the script) and after it
+/// (`MOVED`), the blocking and async cluster backends reach the node that holds the
+/// slot, and each check is spent exactly once.
+#[test]
+fn a_resharding_is_followed_and_each_check_spent_once() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let name = policy_name("reshard");
+    let (_, policy) = twins(
+        &name,
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let slot = cluster.key_slot(&org);
+    assert_eq!(RedisCluster::node_of_slot(slot), 0);
+    let blocking = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(Duration::from_secs(5));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let async_backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(5))
+            .unwrap()
+    });
+    let remaining = |user: &str, async_: bool| -> u64 {
+        let r = req(user, &org);
+        let d = if async_ {
+            rt.block_on(policy.check_async(&async_backend, &r, 1))
+        } else {
+            policy.check(&blocking, &r, 1)
+        };
+        let d = d.unwrap_or_else(|e| panic!("{user}: {e}"));
+        assert!(d.is_allowed(), "{user}");
+        let left = d.scopes().next().unwrap().decision.remaining();
+        left
+    };
+    // both connect and load the script everywhere, on the slot's first owner
+    assert_eq!(remaining("warm-b", false), 4);
+    assert_eq!(remaining("warm-a", true), 4);
+    assert_eq!(cluster.keys_on(0, &format!("*{name}*")).len(), 2);
+
+    cluster.start_migrating(slot, 0, 1);
+    // the importing node lost the script: the check sent there after ASKING loads it
+    let flush = || {
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query::<()>(&mut cluster.connection(1))
+            .unwrap()
+    };
+    flush();
+    assert_eq!(remaining("b", false), 4);
+    assert_eq!(remaining("b", false), 3);
+    flush();
+    assert_eq!(remaining("a", true), 4);
+    assert_eq!(remaining("a", true), 3);
+    // the new users' keys went to the importing node, the old ones stayed
+    assert_eq!(cluster.keys_on(1, &format!("*{name}*")).len(), 2);
+    assert_eq!(cluster.keys_on(0, &format!("*{name}*")).len(), 2);
+
+    // move the old users' keys too, then hand the slot over
+    let mut source = cluster.connection(0);
+    for key in cluster.keys_on(0, &format!("*{name}*")) {
+        redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(cluster.ports[1])
+            .arg(&key)
+            .arg(0)
+            .arg(5000)
+            .query::<()>(&mut source)
+            .expect("MIGRATE");
+    }
+    cluster.assign_slot(slot, 1);
+    assert_eq!(remaining("b", false), 2);
+    assert_eq!(remaining("a", true), 2);
+    assert_eq!(remaining("warm-b", false), 3);
+    assert_eq!(remaining("warm-a", true), 3);
+    assert_eq!(cluster.keys_on(1, &format!("*{name}*")).len(), 4);
+    assert!(cluster.keys_on(0, &format!("*{name}*")).is_empty());
+}
+
+/// A check on a paused master times out with the typed error, on the blocking and the
+/// async cluster backend, and is not sent again: once the node is back, the user's count
+/// shows at most that one check spent besides the next one.
+#[test]
+fn a_check_that_timed_out_is_never_sent_again() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("timeout"),
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[1].clone();
+    assert_eq!(RedisCluster::node_of_slot(cluster.key_slot(&org)), 1);
+    let deadline = Duration::from_millis(300);
+    let blocking = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(deadline);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let async_backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
+    });
+    let check = |user: &str, async_: bool| {
+        let r = req(user, &org);
+        if async_ {
+            rt.block_on(policy.check_async(&async_backend, &r, 1))
+                .map(|d| {
+                    (
+                        d.is_allowed(),
+                        d.scopes().next().unwrap().decision.remaining(),
+                    )
+                })
+        } else {
+            policy.check(&blocking, &r, 1).map(|d| {
+                (
+                    d.is_allowed(),
+                    d.scopes().next().unwrap().decision.remaining(),
+                )
+            })
+        }
+    };
+    for (user, async_) in [("b", false), ("a", true)] {
+        assert_eq!(check(user, async_), Ok((true, 4)), "{user}");
+        cluster.pause(1);
+        let timed_out = check(user, async_);
+        cluster.resume(1);
+        assert_eq!(
+            timed_out,
+            Err(RedisCheckError::Timeout { deadline }),
+            "{user}"
+        );
+        let (allowed, left) = check(user, async_).unwrap();
+        assert!(allowed, "{user}");
+        // 3 if the timed-out check never ran, 2 if it ran once; resending it would
+        // have spent more
+        assert!((2..=3).contains(&left), "{user}: {left} left");
+    }
+}
+
 /// Opening checks its arguments without any server, and the async backend needs tokio.
 #[test]
 fn opening_a_cluster_backend_rejects_bad_arguments() {

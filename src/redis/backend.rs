@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
-use redis::ConnectionLike;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
 
 use super::policy::Prepared;
 use super::RedisCheckError;
@@ -42,8 +43,10 @@ fn connection_error(err: &redis::RedisError) -> RedisCheckError {
     }
 }
 
-/// A cluster client for the given seed nodes, with redirections and retries bounded so
-/// that they fit in a deadline: a few retries, waits of a few milliseconds between them.
+/// A cluster client for the given seed nodes that never sends a command twice by itself:
+/// after a timeout or a broken connection the check may have run, and sending it again
+/// would spend twice (and outlast the deadline). Redirections, which tell that the check
+/// did not run, are followed here instead ([`cluster_eval`], [`cluster_eval_async`]).
 fn cluster_builder(
     nodes: impl IntoIterator<Item = impl AsRef<str>>,
 ) -> Result<ClusterClientBuilder, RedisCheckError> {
@@ -53,16 +56,130 @@ fn cluster_builder(
             detail: Arc::from("no cluster node given; give the address of at least one"),
         });
     }
-    Ok(ClusterClient::builder(nodes)
-        .retries(CLUSTER_RETRIES)
-        .retry_wait_formula(1, 2)
-        .min_retry_wait(1)
-        .max_retry_wait(10))
+    Ok(ClusterClient::builder(nodes).retries(0))
 }
 
-/// Retries of one cluster call after a redirection (`MOVED`, `ASK`) or a transient
-/// error, all within the call's deadline.
-const CLUSTER_RETRIES: u32 = 4;
+fn is_moved(err: &redis::RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::Moved)
+}
+
+/// Where an `ASK` redirection points: the node importing the check's slot.
+fn ask_target(err: &redis::RedisError) -> Option<SingleNodeRoutingInfo> {
+    if err.kind() != ErrorKind::Server(ServerErrorKind::Ask) {
+        return None;
+    }
+    let (addr, _slot) = err.redirect_node()?;
+    let (host, port) = addr.rsplit_once(':')?;
+    Some(SingleNodeRoutingInfo::ByAddress {
+        host: host.to_owned(),
+        port: port.parse().ok()?,
+    })
+}
+
+fn is_noscript(err: &redis::RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+/// `EVALSHA` of the check, for sending to an explicit node.
+fn evalsha(prepared: &Prepared) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(SCRIPT.get_hash()).arg(prepared.keys.len());
+    for key in &prepared.keys {
+        cmd.arg(key);
+    }
+    for arg in &prepared.args {
+        cmd.arg(*arg);
+    }
+    cmd
+}
+
+fn script_load() -> redis::Cmd {
+    let mut cmd = redis::cmd("SCRIPT");
+    cmd.arg("LOAD").arg(SOURCE);
+    cmd
+}
+
+fn reply(value: redis::Value) -> redis::RedisResult<Vec<i64>> {
+    Ok(<Vec<i64> as redis::FromRedisValue>::from_redis_value(
+        value,
+    )?)
+}
+
+/// The check on a blocking cluster connection. `EVALSHA` is routed by its first key (all
+/// keys of a check share its slot); after `NOSCRIPT` the script is loaded on every node
+/// and the check sent again. During a slot migration (`ASK`) the check is sent once to
+/// the importing node, after `ASKING`. A `MOVED` is returned: the caller reconnects,
+/// reading the new slot map.
+fn cluster_eval(
+    conn: &mut redis::cluster::ClusterConnection,
+    prepared: &Prepared,
+) -> redis::RedisResult<Vec<i64>> {
+    let err = match invocation(prepared).invoke::<Vec<i64>>(conn) {
+        Err(err) => err,
+        ok => return ok,
+    };
+    let Some(node) = ask_target(&err) else {
+        return Err(err);
+    };
+    let route = || RoutingInfo::SingleNode(node.clone());
+    let ask = |conn: &mut redis::cluster::ClusterConnection| {
+        // The connection is this call's alone: `ASKING` applies to the next command.
+        conn.route_command(&redis::cmd("ASKING"), route())?;
+        conn.route_command(&evalsha(prepared), route())
+    };
+    match ask(conn) {
+        Err(err) if is_noscript(&err) => {
+            conn.route_command(&script_load(), route())?;
+            reply(ask(conn)?)
+        }
+        other => reply(other?),
+    }
+}
+
+/// [`cluster_eval`] on the async cluster connection; a `MOVED` is returned as well.
+async fn cluster_eval_async(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    prepared: &Prepared,
+) -> redis::RedisResult<Vec<i64>> {
+    let err = match invocation(prepared)
+        .invoke_async::<Vec<i64>>(&mut *conn)
+        .await
+    {
+        Err(err) => err,
+        ok => return ok,
+    };
+    let Some(node) = ask_target(&err) else {
+        return Err(err);
+    };
+    // `ASKING` and the check in one pipeline: the connection to the node is shared with
+    // other tasks, whose commands must not come between them.
+    let mut asking = redis::pipe();
+    asking.cmd("ASKING").add_command(evalsha(prepared));
+    match ask_async(conn, asking.clone(), node.clone()).await {
+        Err(err) if is_noscript(&err) => {
+            conn.route_command(script_load(), RoutingInfo::SingleNode(node.clone()))
+                .await?;
+            reply(ask_async(conn, asking, node).await?)
+        }
+        other => reply(other?),
+    }
+}
+
+/// The reply to the second command of `pipeline` (`ASKING`, the check) sent to `node`.
+async fn ask_async(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    pipeline: redis::Pipeline,
+    node: SingleNodeRoutingInfo,
+) -> redis::RedisResult<redis::Value> {
+    let replies = conn.route_pipeline(pipeline, 1, 1, node).await?;
+    match replies.into_iter().next() {
+        Some(value) => value.extract_error(),
+        None => Err(redis::RedisError::from((
+            ErrorKind::UnexpectedReturnType,
+            "no reply to the check",
+        ))),
+    }
+}
 
 /// Where a blocking backend connects.
 enum Target {
@@ -104,10 +221,10 @@ impl Conn {
         }
     }
 
-    fn as_connection_like(&mut self) -> &mut dyn ConnectionLike {
+    fn eval(&mut self, prepared: &Prepared) -> redis::RedisResult<Vec<i64>> {
         match self {
-            Conn::Node(conn) => conn,
-            Conn::Cluster(conn) => &mut **conn,
+            Conn::Node(conn) => invocation(prepared).invoke::<Vec<i64>>(conn),
+            Conn::Cluster(conn) => cluster_eval(conn, prepared),
         }
     }
 
@@ -169,9 +286,12 @@ impl RedisBackend {
     ///
     /// Each check goes to the master serving its keys' slot, so the policy must keep the
     /// keys of one check in one slot: build it with
-    /// [`cluster`](super::RedisPolicyBuilder::cluster). Within a call's deadline the
-    /// backend follows a few redirections; the deadline bounds each connection attempt
-    /// and each round trip to a node.
+    /// [`cluster`](super::RedisPolicyBuilder::cluster). A redirection, which means the
+    /// check did not run, is followed within the deadline: after `MOVED` (a resharding,
+    /// a failover) the connection is made again from the new slot map, after `ASK` (a
+    /// slot being migrated) the check goes to the importing node. A check that timed out
+    /// or whose connection broke is never sent again, since it may have run. The deadline
+    /// bounds each connection attempt and each round trip to a node.
     ///
     /// Fails with [`RedisCheckError::Connection`] when no node is given or an address is
     /// not a Redis URL.
@@ -243,13 +363,23 @@ impl RedisBackend {
                 self.target.connect(wait).map_err(|e| error(&e))?
             }
         };
-        let wait = left().ok_or(timeout)?;
+        let wait = left().ok_or(timeout.clone())?;
         if let Err(e) = conn.set_timeouts(wait) {
             return Err(error(&e));
         }
-        // On a cluster connection `EVALSHA` is routed by its first key (all keys of a check
-        // share its slot), and the `SCRIPT LOAD` after a `NOSCRIPT` goes to every node.
-        match invocation(prepared).invoke::<Vec<i64>>(conn.as_connection_like()) {
+        let mut reply = conn.eval(prepared);
+        if matches!(&reply, Err(e) if is_moved(e)) {
+            // The cluster's slots moved (a resharding, a failover) and the check did not
+            // run: connect afresh, reading the new slot map, and send it once more.
+            let wait = left().ok_or(timeout.clone())?;
+            conn = self.target.connect(wait).map_err(|e| error(&e))?;
+            let wait = left().ok_or(timeout)?;
+            if let Err(e) = conn.set_timeouts(wait) {
+                return Err(error(&e));
+            }
+            reply = conn.eval(prepared);
+        }
+        match reply {
             Ok(reply) => {
                 *guard = Some(conn);
                 Ok(reply)
@@ -380,7 +510,9 @@ impl AsyncRedisBackend {
     ///
     /// Each check goes to the master serving its keys' slot, so the policy must keep the
     /// keys of one check in one slot: build it with
-    /// [`cluster`](super::RedisPolicyBuilder::cluster). Fails with
+    /// [`cluster`](super::RedisPolicyBuilder::cluster). Redirections (`MOVED`, `ASK`)
+    /// are followed within the deadline; a check that timed out or whose connection broke
+    /// is never sent again, since it may have run. Fails with
     /// [`RedisCheckError::Connection`] when no node is given or an address is not a
     /// Redis URL.
     pub fn open_cluster(
@@ -389,8 +521,8 @@ impl AsyncRedisBackend {
         Self::open_cluster_with_deadline(nodes, DEFAULT_DEADLINE)
     }
 
-    /// A cluster backend with another deadline per call (connecting, redirections and
-    /// retries included).
+    /// A cluster backend with another deadline per call (connecting and redirections
+    /// included).
     pub fn open_cluster_with_deadline(
         nodes: impl IntoIterator<Item = impl AsRef<str>>,
         deadline: Duration,
@@ -436,13 +568,18 @@ impl AsyncRedisBackend {
                         .map_err(|e| RedisCheckError::from_redis(&e, deadline))
                 }
                 AsyncConn::Cluster(cluster) => {
-                    // `EVALSHA` is routed by its first key (all keys of a check share its
-                    // slot); the `SCRIPT LOAD` after a `NOSCRIPT` goes to every node.
                     let call = async {
                         let mut conn = cluster.connection().await?;
-                        invocation(prepared)
-                            .invoke_async::<Vec<i64>>(&mut conn)
-                            .await
+                        match cluster_eval_async(&mut conn, prepared).await {
+                            Err(e) if is_moved(&e) => {
+                                // The slots moved and the check did not run: connect
+                                // afresh, reading the new slot map, and send it again.
+                                cluster.forget();
+                                let mut conn = cluster.connection().await?;
+                                cluster_eval_async(&mut conn, prepared).await
+                            }
+                            reply => reply,
+                        }
                     };
                     call.await.map_err(|e| {
                         let error = RedisCheckError::from_cluster(&e, deadline);

@@ -26,9 +26,10 @@
 //! [`AsyncRedisBackend::open_cluster`] take the addresses of some of the cluster's nodes
 //! (one reachable node is enough), discover the others, and send each check to the
 //! master serving its slot, following `MOVED` and `ASK` redirections after a resharding
-//! or a failover, and reloading the script on a node that lost it. Different tags spread
-//! the checks over every master, each check still one atomic script on one node. A
-//! backend opened with `open` on a single cluster node fails the checks whose slot
+//! or a failover, and reloading the script on a node that lost it; a check that timed
+//! out or lost its connection is never sent again, since it may have run. Different tags
+//! spread the checks over every master, each check still one atomic script on one node.
+//! A backend opened with `open` on a single cluster node fails the checks whose slot
 //! another node serves with [`RedisCheckError::WrongNode`], whatever the failure mode.
 //!
 //! ```no_run

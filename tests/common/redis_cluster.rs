@@ -46,6 +46,21 @@ impl RedisCluster {
     /// here.
     pub fn start() -> Option<RedisCluster> {
         let binary = binary_or_skip()?;
+        // A port found free may be taken before the server binds it (the other tests
+        // start servers too): then that node exits, and the cluster is started again on
+        // other ports.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match RedisCluster::start_with(&binary) {
+                Ok(cluster) => return Some(cluster),
+                Err(_) if attempts < 3 => continue,
+                Err(why) => panic!("cannot start a Redis Cluster: {why}"),
+            }
+        }
+    }
+
+    fn start_with(binary: &std::path::Path) -> Result<RedisCluster, String> {
         let dir = std::env::temp_dir().join(format!(
             "ratewarden-cluster-{}-{}",
             std::process::id(),
@@ -64,7 +79,7 @@ impl RedisCluster {
             .map(|_| (free_port(), free_port()))
             .collect();
         for (port, bus) in &ports {
-            let child = Command::new(&binary)
+            let child = Command::new(binary)
                 .current_dir(&cluster.dir)
                 .args(["--port", &port.to_string()])
                 .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -83,17 +98,24 @@ impl RedisCluster {
         }
         let start = Instant::now();
         let mut cons: Vec<redis::Connection> = Vec::new();
-        for port in &cluster.ports {
+        for (i, port) in cluster.ports.clone().into_iter().enumerate() {
             let con = loop {
-                if let Some(mut con) = connect(*port) {
-                    if redis::cmd("PING").query::<String>(&mut con).is_ok() {
+                if let Ok(Some(status)) = cluster.children[i].try_wait() {
+                    return Err(format!("the node on port {port} exited: {status}"));
+                }
+                if let Some(mut con) = connect(port) {
+                    if let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(&mut con) {
+                        // the node answering is ours, not another test's server
+                        let pid = format!("process_id:{}", cluster.children[i].id());
+                        if !info.lines().any(|l| l.trim() == pid) {
+                            return Err(format!("port {port} is another server's"));
+                        }
                         break con;
                     }
                 }
-                assert!(
-                    start.elapsed() < FORM_WITHIN,
-                    "cluster node on port {port} did not come up"
-                );
+                if start.elapsed() > FORM_WITHIN {
+                    return Err(format!("the node on port {port} did not come up"));
+                }
                 std::thread::sleep(Duration::from_millis(20));
             };
             cons.push(con);
@@ -134,7 +156,7 @@ impl RedisCluster {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(cluster)
+        Ok(cluster)
     }
 
     /// The seed URLs of every node.
@@ -176,8 +198,78 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// The cluster id of node `i`.
+    pub fn node_id(&self, i: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.connection(i))
+            .expect("CLUSTER MYID")
+    }
+
+    /// Starts migrating `slot` from node `from` to node `to`: `from` answers `ASK` for
+    /// the slot's keys it does not hold, `to` accepts them after `ASKING`.
+    pub fn start_migrating(&self, slot: u16, from: usize, to: usize) {
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("IMPORTING")
+            .arg(self.node_id(from))
+            .query::<()>(&mut self.connection(to))
+            .expect("CLUSTER SETSLOT IMPORTING");
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("MIGRATING")
+            .arg(self.node_id(to))
+            .query::<()>(&mut self.connection(from))
+            .expect("CLUSTER SETSLOT MIGRATING");
+    }
+
+    /// Assigns `slot` to node `to` on every node: the others answer `MOVED` for it.
+    pub fn assign_slot(&self, slot: u16, to: usize) {
+        let id = self.node_id(to);
+        // the importing node first, as a resharding does
+        let order = std::iter::once(to).chain((0..self.ports.len()).filter(|&i| i != to));
+        for i in order {
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("NODE")
+                .arg(&id)
+                .query::<()>(&mut self.connection(i))
+                .expect("CLUSTER SETSLOT NODE");
+        }
+    }
+
+    fn signal(&self, i: usize, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.children[i].id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Pauses node `i` (SIGSTOP): it accepts nothing and answers nothing. Keep it short:
+    /// after the node timeout (2 s) the others would mark it failed.
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// Resumes a paused node (SIGCONT).
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+}
+
 impl Drop for RedisCluster {
     fn drop(&mut self) {
+        for child in &self.children {
+            // A paused server does not die of SIGKILL until resumed on some systems.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
