@@ -594,6 +594,86 @@ fn a_check_that_timed_out_is_never_sent_again() {
     }
 }
 
+/// Threads on one blocking cluster backend (a few pooled connections) and tasks on one
+/// async cluster backend, all at once, over organizations on every master: each
+/// organization admits exactly its limit.
+#[test]
+fn concurrent_checks_on_both_backends_admit_exactly_the_limit() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("concurrent"),
+        &[("org", FixedWindow::new(rate("10/day")).into(), Key::Org)],
+        None,
+    );
+    let policy = std::sync::Arc::new(policy);
+    let orgs = orgs_on_every_node(&cluster, 2);
+    let blocking = std::sync::Arc::new(
+        RedisBackend::open_cluster(cluster.urls())
+            .unwrap()
+            .with_deadline(Duration::from_secs(5))
+            .with_connections(3),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let async_backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(5))
+            .unwrap()
+    });
+    send_sync(&*blocking);
+    send_sync(&async_backend);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (policy, blocking, orgs) = (policy.clone(), blocking.clone(), orgs.clone());
+            std::thread::spawn(move || {
+                let mut allowed = vec![0u64; orgs.len()];
+                for _ in 0..5 {
+                    for (i, org) in orgs.iter().enumerate() {
+                        let r = req(&format!("t{t}"), org);
+                        allowed[i] +=
+                            u64::from(policy.check(&blocking, &r, 1).unwrap().is_allowed());
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (policy, backend, orgs) = (policy.clone(), async_backend.clone(), orgs.clone());
+            rt.spawn(async move {
+                let mut allowed = vec![0u64; orgs.len()];
+                for _ in 0..3 {
+                    for (i, org) in orgs.iter().enumerate() {
+                        let r = req(&format!("a{t}"), org);
+                        let d = policy.check_async(&backend, &r, 1).await.unwrap();
+                        allowed[i] += u64::from(d.is_allowed());
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let mut total = vec![0u64; orgs.len()];
+    for thread in threads {
+        for (sum, n) in total.iter_mut().zip(thread.join().unwrap()) {
+            *sum += n;
+        }
+    }
+    for task in tasks {
+        for (sum, n) in total.iter_mut().zip(rt.block_on(task).unwrap()) {
+            *sum += n;
+        }
+    }
+    // 4 × 5 + 8 × 3 = 44 attempts per organization, 10 admitted
+    assert_eq!(total, vec![10; orgs.len()]);
+}
+
 /// Opening checks its arguments without any server, and the async backend needs tokio.
 #[test]
 fn opening_a_cluster_backend_rejects_bad_arguments() {
