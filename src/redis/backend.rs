@@ -1,5 +1,6 @@
 //! Connections: [`RedisBackend`] (blocking, for threads) and [`AsyncRedisBackend`]
-//! (tokio), each shared by every concurrent check, each with its own deadline per call.
+//! (tokio), each shared by every concurrent check, each with its own deadline per call,
+//! each to one server or to a Redis Cluster.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::ConnectionLike;
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
 
 use super::policy::Prepared;
 use super::RedisCheckError;
@@ -40,12 +43,210 @@ fn connection_error(err: &redis::RedisError) -> RedisCheckError {
     }
 }
 
+/// A cluster client for the given seed nodes that never sends a command twice by itself:
+/// after a timeout or a broken connection the check may have run, and sending it again
+/// would spend twice (and outlast the deadline). Redirections, which tell that the check
+/// did not run, are followed here instead ([`cluster_eval`], [`cluster_eval_async`]).
+fn cluster_builder(
+    nodes: impl IntoIterator<Item = impl AsRef<str>>,
+) -> Result<ClusterClientBuilder, RedisCheckError> {
+    let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+    if nodes.is_empty() {
+        return Err(RedisCheckError::Connection {
+            detail: Arc::from("no cluster node given; give the address of at least one"),
+        });
+    }
+    Ok(ClusterClient::builder(nodes).retries(0))
+}
+
+fn is_moved(err: &redis::RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::Moved)
+}
+
+/// Where an `ASK` redirection points: the node importing the check's slot.
+fn ask_target(err: &redis::RedisError) -> Option<SingleNodeRoutingInfo> {
+    if err.kind() != ErrorKind::Server(ServerErrorKind::Ask) {
+        return None;
+    }
+    let (addr, _slot) = err.redirect_node()?;
+    let (host, port) = addr.rsplit_once(':')?;
+    Some(SingleNodeRoutingInfo::ByAddress {
+        host: host.to_owned(),
+        port: port.parse().ok()?,
+    })
+}
+
+fn is_noscript(err: &redis::RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+/// `EVALSHA` of the check, for sending to an explicit node.
+fn evalsha(prepared: &Prepared) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(SCRIPT.get_hash()).arg(prepared.keys.len());
+    for key in &prepared.keys {
+        cmd.arg(key);
+    }
+    for arg in &prepared.args {
+        cmd.arg(*arg);
+    }
+    cmd
+}
+
+fn script_load() -> redis::Cmd {
+    let mut cmd = redis::cmd("SCRIPT");
+    cmd.arg("LOAD").arg(SOURCE);
+    cmd
+}
+
+fn reply(value: redis::Value) -> redis::RedisResult<Vec<i64>> {
+    Ok(<Vec<i64> as redis::FromRedisValue>::from_redis_value(
+        value,
+    )?)
+}
+
+/// The check on a blocking cluster connection. `EVALSHA` is routed by its first key (all
+/// keys of a check share its slot); after `NOSCRIPT` the script is loaded on every node
+/// and the check sent again. During a slot migration (`ASK`) the check is sent once to
+/// the importing node, after `ASKING`. A `MOVED` is returned: the caller reconnects,
+/// reading the new slot map.
+fn cluster_eval(
+    conn: &mut redis::cluster::ClusterConnection,
+    prepared: &Prepared,
+) -> redis::RedisResult<Vec<i64>> {
+    let err = match invocation(prepared).invoke::<Vec<i64>>(conn) {
+        Err(err) => err,
+        ok => return ok,
+    };
+    let Some(node) = ask_target(&err) else {
+        return Err(err);
+    };
+    let route = || RoutingInfo::SingleNode(node.clone());
+    let ask = |conn: &mut redis::cluster::ClusterConnection| {
+        // The connection is this call's alone: `ASKING` applies to the next command.
+        conn.route_command(&redis::cmd("ASKING"), route())?;
+        conn.route_command(&evalsha(prepared), route())
+    };
+    match ask(conn) {
+        Err(err) if is_noscript(&err) => {
+            conn.route_command(&script_load(), route())?;
+            reply(ask(conn)?)
+        }
+        other => reply(other?),
+    }
+}
+
+/// [`cluster_eval`] on the async cluster connection; a `MOVED` is returned as well.
+async fn cluster_eval_async(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    prepared: &Prepared,
+) -> redis::RedisResult<Vec<i64>> {
+    let err = match invocation(prepared)
+        .invoke_async::<Vec<i64>>(&mut *conn)
+        .await
+    {
+        Err(err) => err,
+        ok => return ok,
+    };
+    let Some(node) = ask_target(&err) else {
+        return Err(err);
+    };
+    // `ASKING` and the check in one pipeline: the connection to the node is shared with
+    // other tasks, whose commands must not come between them.
+    let mut asking = redis::pipe();
+    asking.cmd("ASKING").add_command(evalsha(prepared));
+    match ask_async(conn, asking.clone(), node.clone()).await {
+        Err(err) if is_noscript(&err) => {
+            conn.route_command(script_load(), RoutingInfo::SingleNode(node.clone()))
+                .await?;
+            reply(ask_async(conn, asking, node).await?)
+        }
+        other => reply(other?),
+    }
+}
+
+/// The reply to the second command of `pipeline` (`ASKING`, the check) sent to `node`.
+async fn ask_async(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    pipeline: redis::Pipeline,
+    node: SingleNodeRoutingInfo,
+) -> redis::RedisResult<redis::Value> {
+    let replies = conn.route_pipeline(pipeline, 1, 1, node).await?;
+    match replies.into_iter().next() {
+        Some(value) => value.extract_error(),
+        None => Err(redis::RedisError::from((
+            ErrorKind::UnexpectedReturnType,
+            "no reply to the check",
+        ))),
+    }
+}
+
+/// Where a blocking backend connects.
+enum Target {
+    Node(redis::Client),
+    Cluster(Box<ClusterClient>),
+}
+
+/// One blocking connection: to a single server, or to every node of a cluster (routed by
+/// the keys' slot).
+enum Conn {
+    Node(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Target {
+    fn connect(&self, wait: Duration) -> redis::RedisResult<Conn> {
+        match self {
+            Target::Node(client) => client.get_connection_with_timeout(wait).map(Conn::Node),
+            Target::Cluster(client) => client
+                .get_connection_with_config(
+                    ClusterConfig::new()
+                        .set_connection_timeout(wait)
+                        .set_response_timeout(wait),
+                )
+                .map(|conn| Conn::Cluster(Box::new(conn))),
+        }
+    }
+}
+
+impl Conn {
+    fn set_timeouts(&self, wait: Duration) -> redis::RedisResult<()> {
+        match self {
+            Conn::Node(conn) => conn
+                .set_read_timeout(Some(wait))
+                .and_then(|()| conn.set_write_timeout(Some(wait))),
+            Conn::Cluster(conn) => conn
+                .set_read_timeout(Some(wait))
+                .and_then(|()| conn.set_write_timeout(Some(wait))),
+        }
+    }
+
+    fn eval(&mut self, prepared: &Prepared) -> redis::RedisResult<Vec<i64>> {
+        match self {
+            Conn::Node(conn) => invocation(prepared).invoke::<Vec<i64>>(conn),
+            Conn::Cluster(conn) => cluster_eval(conn, prepared),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Conn::Node(conn) => conn.is_open(),
+            Conn::Cluster(conn) => conn.is_open(),
+        }
+    }
+}
+
 /// A blocking connection to Redis, shared by every thread that checks through it.
 ///
 /// One connection serves one call at a time; a call waits for it at most its deadline.
 /// [`with_connections`](RedisBackend::with_connections) spreads calls over a few
 /// connections, taken in turn. Connections are made on first use and made again after
 /// any failure, so a restarted server is picked up by the next call.
+///
+/// [`open`](RedisBackend::open) talks to one server;
+/// [`open_cluster`](RedisBackend::open_cluster) to a Redis Cluster, where each
+/// connection reaches every master and sends each check to the node serving its keys'
+/// slot (following `MOVED` and `ASK` redirections after a resharding or a failover).
 ///
 /// ```no_run
 /// use ratewarden::redis::RedisBackend;
@@ -54,12 +255,20 @@ fn connection_error(err: &redis::RedisError) -> RedisCheckError {
 /// let redis = RedisBackend::open("redis://127.0.0.1:6379")?
 ///     .with_deadline(Duration::from_millis(50));
 /// assert_eq!(redis.deadline(), Duration::from_millis(50));
+///
+/// // A cluster: any of its nodes will do as seeds, the others are discovered.
+/// let cluster = RedisBackend::open_cluster([
+///     "redis://10.0.0.1:6379",
+///     "redis://10.0.0.2:6379",
+///     "redis://10.0.0.3:6379",
+/// ])?
+/// .with_connections(4);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct RedisBackend {
-    client: redis::Client,
+    target: Target,
     deadline: Duration,
-    conns: Box<[Mutex<Option<redis::Connection>>]>,
+    conns: Box<[Mutex<Option<Conn>>]>,
     next: AtomicUsize,
 }
 
@@ -68,12 +277,46 @@ impl RedisBackend {
     /// [`DEFAULT_DEADLINE`]. Connects on first use.
     pub fn open(url: &str) -> Result<RedisBackend, RedisCheckError> {
         let client = redis::Client::open(url).map_err(|e| connection_error(&e))?;
-        Ok(RedisBackend {
-            client,
+        Ok(RedisBackend::with_target(Target::Node(client)))
+    }
+
+    /// A backend for the Redis Cluster that `nodes` belong to (`redis://host:port` each;
+    /// one reachable node is enough, the others are discovered), with the
+    /// [`DEFAULT_DEADLINE`]. Connects on first use.
+    ///
+    /// Each check goes to the master serving its keys' slot, so the policy must keep the
+    /// keys of one check in one slot: build it with
+    /// [`cluster`](super::RedisPolicyBuilder::cluster). A redirection, which means the
+    /// check did not run, is followed within the deadline: after `MOVED` (a resharding,
+    /// a failover) the connection is made again from the new slot map, after `ASK` (a
+    /// slot being migrated) the check goes to the importing node. A check that timed out
+    /// or whose connection broke is never sent again, since it may have run. The deadline
+    /// bounds each connection attempt and each round trip to a node.
+    ///
+    /// Fails with [`RedisCheckError::Connection`] when no node is given or an address is
+    /// not a Redis URL.
+    pub fn open_cluster(
+        nodes: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<RedisBackend, RedisCheckError> {
+        let client = cluster_builder(nodes)?
+            .build()
+            .map_err(|e| connection_error(&e))?;
+        Ok(RedisBackend::with_target(Target::Cluster(Box::new(client))))
+    }
+
+    fn with_target(target: Target) -> RedisBackend {
+        RedisBackend {
+            target,
             deadline: DEFAULT_DEADLINE,
             conns: Box::new([Mutex::new(None)]),
             next: AtomicUsize::new(0),
-        })
+        }
+    }
+
+    /// Whether this backend talks to a Redis Cluster (opened with
+    /// [`open_cluster`](RedisBackend::open_cluster)).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
     }
 
     /// The same backend with `count` connections (at least one), which concurrent calls
@@ -109,29 +352,40 @@ impl RedisBackend {
         let mut guard = self.conns[turn]
             .try_lock_for(self.deadline)
             .ok_or(timeout.clone())?;
+        let error = |e: &redis::RedisError| match self.target {
+            Target::Node(_) => RedisCheckError::from_redis(e, self.deadline),
+            Target::Cluster(_) => RedisCheckError::from_cluster(e, self.deadline),
+        };
         let mut conn = match guard.take() {
             Some(conn) => conn,
             None => {
                 let wait = left().ok_or(timeout.clone())?;
-                self.client
-                    .get_connection_with_timeout(wait)
-                    .map_err(|e| RedisCheckError::from_redis(&e, self.deadline))?
+                self.target.connect(wait).map_err(|e| error(&e))?
             }
         };
-        let wait = left().ok_or(timeout)?;
-        let timeouts = conn
-            .set_read_timeout(Some(wait))
-            .and_then(|()| conn.set_write_timeout(Some(wait)));
-        if let Err(e) = timeouts {
-            return Err(RedisCheckError::from_redis(&e, self.deadline));
+        let wait = left().ok_or(timeout.clone())?;
+        if let Err(e) = conn.set_timeouts(wait) {
+            return Err(error(&e));
         }
-        match invocation(prepared).invoke::<Vec<i64>>(&mut conn) {
+        let mut reply = conn.eval(prepared);
+        if matches!(&reply, Err(e) if is_moved(e)) {
+            // The cluster's slots moved (a resharding, a failover) and the check did not
+            // run: connect afresh, reading the new slot map, and send it once more.
+            let wait = left().ok_or(timeout.clone())?;
+            conn = self.target.connect(wait).map_err(|e| error(&e))?;
+            let wait = left().ok_or(timeout)?;
+            if let Err(e) = conn.set_timeouts(wait) {
+                return Err(error(&e));
+            }
+            reply = conn.eval(prepared);
+        }
+        match reply {
             Ok(reply) => {
                 *guard = Some(conn);
                 Ok(reply)
             }
             Err(e) => {
-                let error = RedisCheckError::from_redis(&e, self.deadline);
+                let error = error(&e);
                 // After a timeout or a broken stream the connection's state is unknown:
                 // drop it, and the next call connects afresh.
                 if !matches!(
@@ -150,6 +404,7 @@ impl RedisBackend {
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
+            .field("cluster", &self.is_cluster())
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
@@ -161,17 +416,59 @@ impl fmt::Debug for RedisBackend {
 /// It reconnects by itself after the connection breaks; each call gives up after its
 /// deadline.
 ///
+/// [`open`](AsyncRedisBackend::open) talks to one server;
+/// [`open_cluster`](AsyncRedisBackend::open_cluster) to a Redis Cluster, with one
+/// multiplexed connection per master and each check sent to the node serving its keys'
+/// slot (following `MOVED` and `ASK` redirections).
+///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use ratewarden::redis::AsyncRedisBackend;
 ///
 /// let redis = AsyncRedisBackend::open("redis://127.0.0.1:6379")?;
+///
+/// // A cluster: any of its nodes will do as seeds, the others are discovered.
+/// let cluster = AsyncRedisBackend::open_cluster([
+///     "redis://10.0.0.1:6379",
+///     "redis://10.0.0.2:6379",
+///     "redis://10.0.0.3:6379",
+/// ])?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct AsyncRedisBackend {
-    conn: ConnectionManager,
+    conn: AsyncConn,
     deadline: Duration,
+}
+
+#[derive(Clone)]
+enum AsyncConn {
+    Node(ConnectionManager),
+    Cluster(Arc<AsyncCluster>),
+}
+
+/// The cluster connection of an [`AsyncRedisBackend`] and its clones: made on first use,
+/// made again when making it failed. Once made, it reconnects to nodes by itself.
+struct AsyncCluster {
+    client: ClusterClient,
+    conn: Mutex<Option<redis::cluster_async::ClusterConnection>>,
+}
+
+impl AsyncCluster {
+    async fn connection(&self) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
+        if let Some(conn) = self.conn.lock().as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = self.client.get_async_connection().await?;
+        // Two calls may connect at once; the first one stored wins, the other is dropped.
+        Ok(self.conn.lock().get_or_insert(conn).clone())
+    }
+
+    /// Drops the connection after it failed as a whole (its task gone with the runtime
+    /// it ran on, every node unreachable): the next call connects afresh.
+    fn forget(&self) {
+        self.conn.lock().take();
+    }
 }
 
 impl AsyncRedisBackend {
@@ -199,7 +496,59 @@ impl AsyncRedisBackend {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| connection_error(&e))?;
-        Ok(AsyncRedisBackend { conn, deadline })
+        Ok(AsyncRedisBackend {
+            conn: AsyncConn::Node(conn),
+            deadline,
+        })
+    }
+
+    /// A backend for the Redis Cluster that `nodes` belong to (`redis://host:port` each;
+    /// one reachable node is enough, the others are discovered), with the
+    /// [`DEFAULT_DEADLINE`]. Connects on first use, and again on the next call if that
+    /// failed. Must be called within a tokio runtime ([`RedisCheckError::NoRuntime`]
+    /// otherwise).
+    ///
+    /// Each check goes to the master serving its keys' slot, so the policy must keep the
+    /// keys of one check in one slot: build it with
+    /// [`cluster`](super::RedisPolicyBuilder::cluster). Redirections (`MOVED`, `ASK`)
+    /// are followed within the deadline; a check that timed out or whose connection broke
+    /// is never sent again, since it may have run. Fails with
+    /// [`RedisCheckError::Connection`] when no node is given or an address is not a
+    /// Redis URL.
+    pub fn open_cluster(
+        nodes: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<AsyncRedisBackend, RedisCheckError> {
+        Self::open_cluster_with_deadline(nodes, DEFAULT_DEADLINE)
+    }
+
+    /// A cluster backend with another deadline per call (connecting and redirections
+    /// included).
+    pub fn open_cluster_with_deadline(
+        nodes: impl IntoIterator<Item = impl AsRef<str>>,
+        deadline: Duration,
+    ) -> Result<AsyncRedisBackend, RedisCheckError> {
+        // The cluster connection runs as a task on the current runtime.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RedisCheckError::NoRuntime);
+        }
+        let client = cluster_builder(nodes)?
+            .connection_timeout(deadline)
+            .response_timeout(deadline)
+            .build()
+            .map_err(|e| connection_error(&e))?;
+        Ok(AsyncRedisBackend {
+            conn: AsyncConn::Cluster(Arc::new(AsyncCluster {
+                client,
+                conn: Mutex::new(None),
+            })),
+            deadline,
+        })
+    }
+
+    /// Whether this backend talks to a Redis Cluster (opened with
+    /// [`open_cluster`](AsyncRedisBackend::open_cluster)).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, AsyncConn::Cluster(_))
     }
 
     /// The deadline per call.
@@ -208,14 +557,42 @@ impl AsyncRedisBackend {
     }
 
     pub(crate) async fn eval(&self, prepared: &Prepared) -> Result<Vec<i64>, RedisCheckError> {
-        let mut conn = self.conn.clone();
-        let call = async move {
-            invocation(prepared)
-                .invoke_async::<Vec<i64>>(&mut conn)
-                .await
+        let deadline = self.deadline;
+        let call = async {
+            match &self.conn {
+                AsyncConn::Node(conn) => {
+                    let mut conn = conn.clone();
+                    invocation(prepared)
+                        .invoke_async::<Vec<i64>>(&mut conn)
+                        .await
+                        .map_err(|e| RedisCheckError::from_redis(&e, deadline))
+                }
+                AsyncConn::Cluster(cluster) => {
+                    let call = async {
+                        let mut conn = cluster.connection().await?;
+                        match cluster_eval_async(&mut conn, prepared).await {
+                            Err(e) if is_moved(&e) => {
+                                // The slots moved and the check did not run: connect
+                                // afresh, reading the new slot map, and send it again.
+                                cluster.forget();
+                                let mut conn = cluster.connection().await?;
+                                cluster_eval_async(&mut conn, prepared).await
+                            }
+                            reply => reply,
+                        }
+                    };
+                    call.await.map_err(|e| {
+                        let error = RedisCheckError::from_cluster(&e, deadline);
+                        if matches!(error, RedisCheckError::Connection { .. }) {
+                            cluster.forget();
+                        }
+                        error
+                    })
+                }
+            }
         };
         match tokio::time::timeout(self.deadline, call).await {
-            Ok(reply) => reply.map_err(|e| RedisCheckError::from_redis(&e, self.deadline)),
+            Ok(reply) => reply,
             Err(_) => Err(RedisCheckError::Timeout {
                 deadline: self.deadline,
             }),
@@ -226,6 +603,7 @@ impl AsyncRedisBackend {
 impl fmt::Debug for AsyncRedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncRedisBackend")
+            .field("cluster", &self.is_cluster())
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }

@@ -85,6 +85,19 @@ pub enum RedisCheckError {
     /// runtime.
     #[error("an async Redis backend must be opened within a tokio runtime")]
     NoRuntime,
+    /// A backend opened on one server reached a Redis Cluster node that does not serve
+    /// the check's slot (the node answered `MOVED` or `ASK`). Open the backend with
+    /// `open_cluster` ([`RedisBackend::open_cluster`](super::RedisBackend::open_cluster),
+    /// [`AsyncRedisBackend::open_cluster`](super::AsyncRedisBackend::open_cluster)),
+    /// which follows redirections. Not a fault: always returned, since answering it by
+    /// the failure mode would hide a misconfiguration.
+    #[error("the Redis node does not serve slot {slot} of this check (it is served by {node}): the server is part of a Redis Cluster; open the backend with `open_cluster`")]
+    WrongNode {
+        /// The check's slot.
+        slot: u16,
+        /// The node that serves it, as the server named it (`host:port`).
+        node: Arc<str>,
+    },
     /// The server answered with an error, or with a reply the script cannot give.
     #[error("Redis failed the check: {detail}")]
     Server {
@@ -109,6 +122,11 @@ impl RedisCheckError {
         let detail = || Arc::from(err.to_string());
         if err.is_timeout() {
             RedisCheckError::Timeout { deadline }
+        } else if let Some((node, slot)) = err.redirect_node() {
+            RedisCheckError::WrongNode {
+                slot,
+                node: Arc::from(node),
+            }
         } else if err.code() == Some("WRONGTYPE") || err.to_string().contains("WRONGTYPE") {
             RedisCheckError::WrongType { detail: detail() }
         } else if err.is_io_error()
@@ -119,6 +137,18 @@ impl RedisCheckError {
             RedisCheckError::Connection { detail: detail() }
         } else {
             RedisCheckError::Server { detail: detail() }
+        }
+    }
+
+    /// [`from_redis`](Self::from_redis) for a cluster connection, which follows
+    /// redirections itself: one still redirected after its retries (a resharding in
+    /// progress) is a fault of the store, not a misconfiguration.
+    pub(crate) fn from_cluster(err: &redis::RedisError, deadline: Duration) -> RedisCheckError {
+        match RedisCheckError::from_redis(err, deadline) {
+            RedisCheckError::WrongNode { .. } => RedisCheckError::Server {
+                detail: Arc::from(err.to_string()),
+            },
+            other => other,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! have a name, one of the four algorithms ([`RedisAlgorithm`]), a key taken from the
 //! request, an optional per-request limit and an enforcing or shadow mode. Checks go
 //! through a [`RedisBackend`] (blocking) or an [`AsyncRedisBackend`] (tokio), each one
-//! connection shared by all concurrent checks.
+//! connection (to one server, or to every master of a cluster) shared by all concurrent
+//! checks.
 //!
 //! **Semantics.** One Lua script per check reads the server's clock (`TIME`, so every
 //! application instance agrees), decides every applicable scope, and writes only if the
@@ -21,7 +22,43 @@
 //! ([`hash_tag`](RedisPolicyBuilder::hash_tag), e.g. the organization), so all keys of
 //! one check share a slot; [`cluster`](RedisPolicyBuilder::cluster) makes
 //! [`build`](RedisPolicyBuilder::build) reject a policy whose keys could not, saying why
-//! and what to change.
+//! and what to change. [`RedisBackend::open_cluster`] and
+//! [`AsyncRedisBackend::open_cluster`] take the addresses of some of the cluster's nodes
+//! (one reachable node is enough), discover the others, and send each check to the
+//! master serving its slot, following `MOVED` and `ASK` redirections after a resharding
+//! or a failover, and reloading the script on a node that lost it; a check that timed
+//! out or lost its connection is never sent again, since it may have run. Different tags
+//! spread the checks over every master, each check still one atomic script on one node.
+//! A backend opened with `open` on a single cluster node fails the checks whose slot
+//! another node serves with [`RedisCheckError::WrongNode`], whatever the failure mode.
+//!
+//! ```no_run
+//! use ratewarden::redis::{RedisBackend, RedisPolicy, RedisScope};
+//! use ratewarden::Gcra;
+//!
+//! struct Req {
+//!     org: String,
+//!     user: String,
+//! }
+//!
+//! let policy = RedisPolicy::builder()
+//!     .name("api")
+//!     .hash_tag(|r: &Req| Some(r.org.clone()))
+//!     .cluster()
+//!     .scope(RedisScope::keyed("per-user", Gcra::new("10/s".parse()?), |r: &Req| {
+//!         Some(r.user.clone())
+//!     }))
+//!     .build()?;
+//! let redis = RedisBackend::open_cluster(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"])?;
+//! let req = Req {
+//!     org: "acme".into(),
+//!     user: "alice".into(),
+//! };
+//! if policy.check(&redis, &req, 1)?.is_allowed() {
+//!     // serve the request
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! **Faults.** Each call has a deadline ([`DEFAULT_DEADLINE`], configurable). When Redis
 //! times out, is unreachable or fails, the policy's [`FailureMode`] returns the error,

@@ -24,7 +24,26 @@ fn find_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
+/// The `redis-server` binary, or `None` (with a visible message) when there is none and
+/// `RATEWARDEN_REQUIRE_REDIS` is not set; when it is set, a missing binary fails the test.
+pub fn binary_or_skip() -> Option<PathBuf> {
+    let Some(binary) = find_binary() else {
+        if std::env::var_os("RATEWARDEN_REQUIRE_REDIS").is_some() {
+            panic!("RATEWARDEN_REQUIRE_REDIS is set but no redis-server is on PATH");
+        }
+        // Written to the stderr handle, not with `eprintln!`, which the test harness
+        // captures and hides for passing tests: the skip must be visible.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: no redis-server on PATH; install it (apt-get install redis-server) \
+             to run the Redis backend tests"
+        );
+        return None;
+    };
+    Some(binary)
+}
+
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
 }
@@ -32,19 +51,7 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// A fresh server, or `None` (with a visible message) when none can be run here.
     pub fn start() -> Option<RedisServer> {
-        let Some(binary) = find_binary() else {
-            if std::env::var_os("RATEWARDEN_REQUIRE_REDIS").is_some() {
-                panic!("RATEWARDEN_REQUIRE_REDIS is set but no redis-server is on PATH");
-            }
-            // Written to the stderr handle, not with `eprintln!`, which the test harness
-            // captures and hides for passing tests: the skip must be visible.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: no redis-server on PATH; install it (apt-get install redis-server) \
-                 to run the Redis backend tests"
-            );
-            return None;
-        };
+        let binary = binary_or_skip()?;
         let mut server = RedisServer {
             child: None,
             port: free_port(),

@@ -1,0 +1,279 @@
+//! A real three-master Redis Cluster: three `redis-server` processes in cluster mode on
+//! free loopback ports, slots 0–5460, 5461–10922 and 10923–16383 assigned one range per
+//! node, joined with `CLUSTER MEET`, ready once every node reports `cluster_state:ok`.
+//! The processes are killed and their directory removed on drop.
+//!
+//! Needs the declaring test crate to have `mod redis_server` (the binary lookup and the
+//! `RATEWARDEN_REQUIRE_REDIS` rule are shared): without a `redis-server` binary,
+//! [`RedisCluster::start`] returns `None` after printing why, unless
+//! `RATEWARDEN_REQUIRE_REDIS` is set: then it fails the test.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::redis_server::{binary_or_skip, free_port};
+
+/// The slot ranges of the three masters, in node order.
+pub const SLOT_RANGES: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
+
+/// How long the cluster may take to form.
+const FORM_WITHIN: Duration = Duration::from_secs(20);
+
+pub struct RedisCluster {
+    children: Vec<Child>,
+    /// The client port of each node, in the order of [`SLOT_RANGES`].
+    pub ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+static CLUSTER_ID: AtomicU64 = AtomicU64::new(0);
+
+fn connect(port: u16) -> Option<redis::Connection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let con = client
+        .get_connection_with_timeout(Duration::from_secs(1))
+        .ok()?;
+    con.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    Some(con)
+}
+
+impl RedisCluster {
+    /// A fresh, formed cluster, or `None` (with a visible message) when none can be run
+    /// here.
+    pub fn start() -> Option<RedisCluster> {
+        let binary = binary_or_skip()?;
+        // A port found free may be taken before the server binds it (the other tests
+        // start servers too): then that node exits, and the cluster is started again on
+        // other ports.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match RedisCluster::start_with(&binary) {
+                Ok(cluster) => return Some(cluster),
+                Err(_) if attempts < 3 => continue,
+                Err(why) => panic!("cannot start a Redis Cluster: {why}"),
+            }
+        }
+    }
+
+    fn start_with(binary: &std::path::Path) -> Result<RedisCluster, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "ratewarden-cluster-{}-{}",
+            std::process::id(),
+            CLUSTER_ID.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the cluster's directory");
+        let mut cluster = RedisCluster {
+            children: Vec::new(),
+            ports: Vec::new(),
+            dir,
+        };
+        // Client and cluster-bus ports, all free now (the bus port is given explicitly,
+        // so it need not be the client port + 10000).
+        let ports: Vec<(u16, u16)> = (0..SLOT_RANGES.len())
+            .map(|_| (free_port(), free_port()))
+            .collect();
+        for (port, bus) in &ports {
+            let child = Command::new(binary)
+                .current_dir(&cluster.dir)
+                .args(["--port", &port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--dir", &cluster.dir.to_string_lossy()])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--cluster-node-timeout", "2000"])
+                .args(["--cluster-port", &bus.to_string()])
+                .args(["--cluster-announce-ip", "127.0.0.1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server");
+            cluster.children.push(child);
+            cluster.ports.push(*port);
+        }
+        let start = Instant::now();
+        let mut cons: Vec<redis::Connection> = Vec::new();
+        for (i, port) in cluster.ports.clone().into_iter().enumerate() {
+            let con = loop {
+                if let Ok(Some(status)) = cluster.children[i].try_wait() {
+                    return Err(format!("the node on port {port} exited: {status}"));
+                }
+                if let Some(mut con) = connect(port) {
+                    if let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(&mut con) {
+                        // the node answering is ours, not another test's server
+                        let pid = format!("process_id:{}", cluster.children[i].id());
+                        if !info.lines().any(|l| l.trim() == pid) {
+                            return Err(format!("port {port} is another server's"));
+                        }
+                        break con;
+                    }
+                }
+                if start.elapsed() > FORM_WITHIN {
+                    return Err(format!("the node on port {port} did not come up"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            cons.push(con);
+        }
+        for (con, (first, last)) in cons.iter_mut().zip(SLOT_RANGES) {
+            redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(first)
+                .arg(last)
+                .query::<()>(con)
+                .expect("CLUSTER ADDSLOTSRANGE");
+        }
+        for (port, bus) in &ports[1..] {
+            redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(*port)
+                .arg(*bus)
+                .query::<()>(&mut cons[0])
+                .expect("CLUSTER MEET");
+        }
+        loop {
+            let ready = cons.iter_mut().all(|con| {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(con)
+                    .expect("CLUSTER INFO");
+                info.lines().any(|l| l.trim() == "cluster_state:ok")
+                    && info.lines().any(|l| l.trim() == "cluster_known_nodes:3")
+            });
+            if ready {
+                break;
+            }
+            assert!(
+                start.elapsed() < FORM_WITHIN,
+                "the cluster on ports {:?} did not reach cluster_state:ok within {FORM_WITHIN:?}",
+                cluster.ports
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(cluster)
+    }
+
+    /// The seed URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}/"))
+            .collect()
+    }
+
+    /// A plain (single-node) connection to node `i`, for inspecting it.
+    pub fn connection(&self, i: usize) -> redis::Connection {
+        connect(self.ports[i]).expect("connect to a cluster node")
+    }
+
+    /// The slot of `key` (or of its hash tag), as the cluster computes it.
+    pub fn key_slot(&self, key: &str) -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.connection(0))
+            .expect("CLUSTER KEYSLOT")
+    }
+
+    /// The node (index into [`SLOT_RANGES`]) serving `slot`.
+    pub fn node_of_slot(slot: u16) -> usize {
+        SLOT_RANGES
+            .iter()
+            .position(|&(first, last)| (first..=last).contains(&slot))
+            .expect("every slot is assigned")
+    }
+
+    /// The keys stored on node `i` that match `pattern` (`KEYS` answers for one node only).
+    pub fn keys_on(&self, i: usize, pattern: &str) -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query(&mut self.connection(i))
+            .expect("KEYS")
+    }
+}
+
+impl RedisCluster {
+    /// The cluster id of node `i`.
+    pub fn node_id(&self, i: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.connection(i))
+            .expect("CLUSTER MYID")
+    }
+
+    /// Starts migrating `slot` from node `from` to node `to`: `from` answers `ASK` for
+    /// the slot's keys it does not hold, `to` accepts them after `ASKING`.
+    pub fn start_migrating(&self, slot: u16, from: usize, to: usize) {
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("IMPORTING")
+            .arg(self.node_id(from))
+            .query::<()>(&mut self.connection(to))
+            .expect("CLUSTER SETSLOT IMPORTING");
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("MIGRATING")
+            .arg(self.node_id(to))
+            .query::<()>(&mut self.connection(from))
+            .expect("CLUSTER SETSLOT MIGRATING");
+    }
+
+    /// Assigns `slot` to node `to` on every node: the others answer `MOVED` for it.
+    pub fn assign_slot(&self, slot: u16, to: usize) {
+        let id = self.node_id(to);
+        // the importing node first, as a resharding does
+        let order = std::iter::once(to).chain((0..self.ports.len()).filter(|&i| i != to));
+        for i in order {
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("NODE")
+                .arg(&id)
+                .query::<()>(&mut self.connection(i))
+                .expect("CLUSTER SETSLOT NODE");
+        }
+    }
+
+    fn signal(&self, i: usize, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.children[i].id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Pauses node `i` (SIGSTOP): it accepts nothing and answers nothing. Keep it short:
+    /// after the node timeout (2 s) the others would mark it failed.
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// Resumes a paused node (SIGCONT).
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &self.children {
+            // A paused server does not die of SIGKILL until resumed on some systems.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

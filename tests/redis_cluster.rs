@@ -1,0 +1,709 @@
+//! The Redis backends against a real three-master Redis Cluster (started per test on free
+//! loopback ports): checks whose hash tags hash to slots on every master decide exactly
+//! as the in-process policy, blocking and async; a single-node backend pointed at one
+//! master fails, with a typed error, the checks whose slot another master serves; and a
+//! denial spends nothing, on whichever node its keys live.
+
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+#[path = "common/redis_cluster.rs"]
+mod redis_cluster;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ratewarden::redis::{
+    AsyncRedisBackend, FailureMode, RedisAlgorithm, RedisBackend, RedisCheckError, RedisPolicy,
+    RedisScope,
+};
+use ratewarden::{
+    Anchor, Clock, FixedWindow, Gcra, Policy, PolicyDecision, Rate, Scope, SlidingLog,
+    SlidingWindow,
+};
+use redis_cluster::RedisCluster;
+
+#[derive(Clone, Debug)]
+struct Req {
+    user: String,
+    org: String,
+}
+
+fn req(user: &str, org: &str) -> Req {
+    Req {
+        user: user.into(),
+        org: org.into(),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Key {
+    User,
+    Org,
+}
+
+impl Key {
+    fn of(self, r: &Req) -> Option<String> {
+        Some(match self {
+            Key::User => r.user.clone(),
+            Key::Org => r.org.clone(),
+        })
+    }
+}
+
+static POLICY_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh policy name, so that tests share no keys.
+fn policy_name(what: &str) -> String {
+    format!("{what}{}", POLICY_ID.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The same scopes as an in-process policy (on `clock`, if given) and as a Redis Cluster
+/// policy tagged by organization.
+fn twins(
+    name: &str,
+    scopes: &[(&str, RedisAlgorithm, Key)],
+    clock: Option<Clock>,
+) -> (Policy<Req>, RedisPolicy<Req>) {
+    let mut local = Policy::builder();
+    let mut remote = RedisPolicy::builder()
+        .name(name)
+        .hash_tag(|r: &Req| Some(r.org.clone()))
+        .cluster();
+    for &(scope, alg, key) in scopes {
+        let f = move |r: &Req| key.of(r);
+        local = local.scope(match alg {
+            RedisAlgorithm::FixedWindow(a) => Scope::keyed(scope, a, f),
+            RedisAlgorithm::SlidingWindow(a) => Scope::keyed(scope, a, f),
+            RedisAlgorithm::SlidingLog(a) => Scope::keyed(scope, a, f),
+            RedisAlgorithm::Gcra(a) => Scope::keyed(scope, a, f),
+            _ => unreachable!("the four algorithms"),
+        });
+        remote = remote.scope(RedisScope::keyed(scope, alg, f));
+    }
+    if let Some(clock) = clock {
+        local = local.clock(clock);
+    }
+    (
+        local.build(),
+        remote.build().expect("a valid cluster policy"),
+    )
+}
+
+fn rate(s: &str) -> Rate {
+    s.parse().unwrap()
+}
+
+/// What both backends report: allowed, the denying scopes, the retry-after in whole
+/// microseconds (rounded up: the server's resolution), and each scope's limit and
+/// remaining.
+type Seen = (bool, Vec<String>, Option<u64>, Vec<(String, u64, u64)>);
+
+fn seen(d: &PolicyDecision<'_>, with_retry: bool) -> Seen {
+    (
+        d.is_allowed(),
+        d.denials().map(|s| s.name.to_owned()).collect(),
+        d.retry_after()
+            .filter(|_| with_retry)
+            .map(|r| (r.as_nanos() as u64).div_ceil(1_000)),
+        d.scopes()
+            .map(|s| {
+                (
+                    s.name.to_owned(),
+                    s.decision.limit(),
+                    s.decision.remaining(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Organizations whose hash tags, together, lie on every master: `per_node` of each.
+fn orgs_on_every_node(cluster: &RedisCluster, per_node: usize) -> Vec<String> {
+    let mut found: [Vec<String>; 3] = Default::default();
+    for i in 0.. {
+        let org = format!("org{i}");
+        let node = RedisCluster::node_of_slot(cluster.key_slot(&org));
+        if found[node].len() < per_node {
+            found[node].push(org);
+        }
+        if found.iter().all(|f| f.len() == per_node) {
+            break;
+        }
+        assert!(i < 10_000, "no tags found for every node");
+    }
+    // interleaved, so that consecutive checks go to different nodes
+    (0..per_node)
+        .flat_map(|k| found.iter().map(move |f| f[k].clone()))
+        .collect()
+}
+
+/// Traffic over `orgs`, two users each, interleaved across organizations: `rounds`
+/// requests per user, every fifth of cost 2.
+fn traffic(orgs: &[String], rounds: usize) -> Vec<(Req, u64)> {
+    let mut all = Vec::new();
+    for round in 0..rounds {
+        for org in orgs {
+            for u in 0..2 {
+                let cost = if (round + u) % 5 == 4 { 2 } else { 1 };
+                all.push((req(&format!("{org}-u{u}"), org), cost));
+            }
+        }
+    }
+    all
+}
+
+/// The nodes holding at least one key of policy `name`, asked node by node, each key
+/// checked to hash to a slot its node serves.
+fn nodes_holding(cluster: &RedisCluster, name: &str) -> BTreeSet<usize> {
+    let mut nodes = BTreeSet::new();
+    for i in 0..cluster.ports.len() {
+        let keys = cluster.keys_on(i, &format!("*{name}*"));
+        for key in &keys {
+            assert_eq!(
+                RedisCluster::node_of_slot(cluster.key_slot(key)),
+                i,
+                "key {key} on node {i}"
+            );
+        }
+        if !keys.is_empty() {
+            nodes.insert(i);
+        }
+    }
+    nodes
+}
+
+/// Empties every node's script cache, as a restart would: the next check on each node
+/// meets `NOSCRIPT` and must load the script again.
+fn flush_scripts(cluster: &RedisCluster) {
+    for i in 0..cluster.ports.len() {
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query::<()>(&mut cluster.connection(i))
+            .expect("SCRIPT FLUSH");
+    }
+}
+
+/// Asserts the scenario exercised both outcomes.
+fn assert_mixed(all: &[Seen]) {
+    let allowed = all.iter().filter(|s| s.0).count();
+    assert!(
+        allowed > 0 && allowed < all.len(),
+        "{allowed} of {} allowed",
+        all.len()
+    );
+}
+
+/// Every algorithm, limits per hour on the user and the organization, tags on all three
+/// masters: the blocking cluster backend decides request by request exactly as the
+/// in-process policy (both given the same instants), retry-after included, also after
+/// every node lost the script.
+#[test]
+fn blocking_cluster_backend_agrees_with_the_in_process_policy_on_every_node() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let redis = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(Duration::from_secs(5))
+        .with_connections(2);
+    assert!(redis.is_cluster());
+    let name = policy_name("agree");
+    // Far in the future and aligned to a day, so that every window starts with the test.
+    let t0: u64 = 4_000_000_000_000_000 / 86_400_000_000 * 86_400_000_000;
+    let (clock, mock) = Clock::mock();
+    mock.increment(Duration::from_micros(t0));
+    let (local, remote) = twins(
+        &name,
+        &[
+            ("user_gcra", Gcra::new(rate("4/hour")).into(), Key::User),
+            (
+                "user_log",
+                SlidingLog::new(rate("5/hour")).into(),
+                Key::User,
+            ),
+            (
+                "org_fixed",
+                FixedWindow::new(rate("7/hour")).into(),
+                Key::Org,
+            ),
+            (
+                "org_sliding",
+                SlidingWindow::new(rate("9/hour")).into(),
+                Key::Org,
+            ),
+            (
+                "org_first",
+                FixedWindow::new(rate("8/hour"))
+                    .anchored(Anchor::FirstRequest)
+                    .into(),
+                Key::Org,
+            ),
+        ],
+        Some(clock),
+    );
+    let orgs = orgs_on_every_node(&cluster, 4);
+    let mut at = 0;
+    let mut all = Vec::new();
+    let traffic = traffic(&orgs, 6);
+    for (i, (r, cost)) in traffic.iter().enumerate() {
+        if i == traffic.len() / 2 {
+            flush_scripts(&cluster);
+        }
+        // a millisecond apart: far too little for any refill of these rates to matter,
+        // but every algorithm sees time pass
+        at += 1_000;
+        mock.increment(Duration::from_micros(1_000));
+        let mine = seen(&local.check(r, *cost).unwrap(), true);
+        let theirs = seen(
+            &remote
+                .check_at_micros(&redis, r, *cost, true, t0 + at)
+                .unwrap(),
+            true,
+        );
+        assert_eq!(theirs, mine, "request {i}: {r:?} cost {cost}");
+        all.push(mine);
+    }
+    assert_mixed(&all);
+    assert_eq!(
+        nodes_holding(&cluster, &name),
+        BTreeSet::from([0, 1, 2]),
+        "the policy's keys lie on every master"
+    );
+}
+
+/// The same through the async cluster backend on tokio, at the servers' own time: the
+/// algorithms are per day (a first-request-anchored window, a log, GCRA), so no refill
+/// and no window reset happens during the test, and allowed, denials and remaining agree,
+/// also after every node lost the script.
+#[test]
+fn async_cluster_backend_agrees_with_the_in_process_policy_on_every_node() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let name = policy_name("async");
+    let (local, remote) = twins(
+        &name,
+        &[
+            ("user_gcra", Gcra::new(rate("4/day")).into(), Key::User),
+            ("user_log", SlidingLog::new(rate("5/day")).into(), Key::User),
+            (
+                "org_first",
+                FixedWindow::new(rate("11/day"))
+                    .anchored(Anchor::FirstRequest)
+                    .into(),
+                Key::Org,
+            ),
+        ],
+        None,
+    );
+    let orgs = orgs_on_every_node(&cluster, 4);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let all = rt.block_on(async {
+        let redis =
+            AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(5))
+                .unwrap();
+        assert!(redis.is_cluster());
+        let mut all = Vec::new();
+        let traffic = traffic(&orgs, 6);
+        for (i, (r, cost)) in traffic.iter().enumerate() {
+            if i == traffic.len() / 2 {
+                flush_scripts(&cluster);
+            }
+            let mine = seen(&local.check(r, *cost).unwrap(), false);
+            // through a clone, as tasks would share it
+            let theirs = seen(
+                &remote.check_async(&redis.clone(), r, *cost).await.unwrap(),
+                false,
+            );
+            assert_eq!(theirs, mine, "request {i}: {r:?} cost {cost}");
+            all.push(mine);
+        }
+        all
+    });
+    assert_mixed(&all);
+    assert_eq!(
+        nodes_holding(&cluster, &name),
+        BTreeSet::from([0, 1, 2]),
+        "the policy's keys lie on every master"
+    );
+}
+
+/// A single-node backend pointed at the first master answers for its own slots and fails
+/// the others with a typed fault (the server's `MOVED`), while the cluster backend
+/// answers for both.
+#[test]
+fn single_node_backend_fails_other_nodes_slots_with_a_typed_error() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let orgs = orgs_on_every_node(&cluster, 1);
+    let (here, elsewhere) = (&orgs[0], &orgs[1]);
+    assert_eq!(RedisCluster::node_of_slot(cluster.key_slot(here)), 0);
+    assert_eq!(RedisCluster::node_of_slot(cluster.key_slot(elsewhere)), 1);
+    let (_, policy) = twins(
+        &policy_name("moved"),
+        &[("user", SlidingLog::new(rate("3/day")).into(), Key::User)],
+        None,
+    );
+    let single = RedisBackend::open(&cluster.urls()[0])
+        .unwrap()
+        .with_deadline(Duration::from_secs(5));
+    assert!(!single.is_cluster());
+    let d = policy.check(&single, &req("a", here), 1).unwrap();
+    assert!(d.is_allowed());
+    assert_eq!(d.scopes().next().unwrap().decision.remaining(), 2);
+
+    let err = policy.check(&single, &req("b", elsewhere), 1).unwrap_err();
+    let slot = cluster.key_slot(elsewhere);
+    let node = format!("127.0.0.1:{}", cluster.ports[1]);
+    assert_eq!(
+        err,
+        RedisCheckError::WrongNode {
+            slot,
+            node: node.as_str().into()
+        }
+    );
+    // a misconfiguration, returned whatever the failure mode
+    assert!(!err.is_fault());
+    let open = RedisPolicy::builder()
+        .name(&policy_name("moved_open"))
+        .hash_tag(|r: &Req| Some(r.org.clone()))
+        .cluster()
+        .on_failure(FailureMode::Open)
+        .scope(RedisScope::keyed(
+            "user",
+            SlidingLog::new(rate("3/day")),
+            |r: &Req| Some(r.user.clone()),
+        ))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        open.check(&single, &req("c", elsewhere), 1),
+        Err(RedisCheckError::WrongNode { .. })
+    ));
+
+    let clustered = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(Duration::from_secs(5));
+    // the same user as through the single node: one unit already spent
+    let d = policy.check(&clustered, &req("a", here), 1).unwrap();
+    assert!(d.is_allowed());
+    assert_eq!(d.scopes().next().unwrap().decision.remaining(), 1);
+    // the failed check spent nothing; through the cluster it is the first
+    let d = policy.check(&clustered, &req("b", elsewhere), 1).unwrap();
+    assert!(d.is_allowed());
+    assert_eq!(d.scopes().next().unwrap().decision.remaining(), 2);
+}
+
+/// On every master, a request denied by its organization's scope spends nothing in the
+/// user's scope that would have allowed it, nor in the organization's: later checks and
+/// peeks see the counts the denial left untouched.
+#[test]
+fn denials_spend_nothing_on_any_node() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("deny"),
+        &[
+            ("user", SlidingLog::new(rate("5/day")).into(), Key::User),
+            ("org", FixedWindow::new(rate("2/day")).into(), Key::Org),
+        ],
+        None,
+    );
+    let redis = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(Duration::from_secs(5));
+    let orgs = orgs_on_every_node(&cluster, 2);
+    let mut nodes = BTreeSet::new();
+    for org in &orgs {
+        nodes.insert(RedisCluster::node_of_slot(cluster.key_slot(org)));
+        let r = req(&format!("{org}-u"), org);
+        for left in [1, 0] {
+            let d = policy.check(&redis, &r, 1).unwrap();
+            assert!(d.is_allowed(), "{org}");
+            let remaining: Vec<u64> = d.scopes().map(|s| s.decision.remaining()).collect();
+            assert_eq!(remaining, [3 + left, left], "{org}");
+        }
+        for _ in 0..3 {
+            let d = policy.check(&redis, &r, 1).unwrap();
+            assert!(!d.is_allowed(), "{org}");
+            let denials: Vec<&str> = d.denials().map(|s| s.name).collect();
+            assert_eq!(denials, ["org"], "{org}");
+            let remaining: Vec<u64> = d.scopes().map(|s| s.decision.remaining()).collect();
+            assert_eq!(remaining, [3, 0], "{org}: the denial spent nothing");
+        }
+        let d = policy.peek(&redis, &r, 1).unwrap();
+        let remaining: Vec<u64> = d.scopes().map(|s| s.decision.remaining()).collect();
+        assert_eq!(remaining, [3, 0], "{org}");
+    }
+    assert_eq!(nodes, BTreeSet::from([0, 1, 2]), "denials on every master");
+}
+
+/// A slot migrated from the first master to the second while checks go on: during the
+/// migration (`ASK`, with the importing node having lost the script) and after it
+/// (`MOVED`), the blocking and async cluster backends reach the node that holds the
+/// slot, and each check is spent exactly once.
+#[test]
+fn a_resharding_is_followed_and_each_check_spent_once() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let name = policy_name("reshard");
+    let (_, policy) = twins(
+        &name,
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let slot = cluster.key_slot(&org);
+    assert_eq!(RedisCluster::node_of_slot(slot), 0);
+    let blocking = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(Duration::from_secs(5));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let async_backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(5))
+            .unwrap()
+    });
+    let remaining = |user: &str, async_: bool| -> u64 {
+        let r = req(user, &org);
+        let d = if async_ {
+            rt.block_on(policy.check_async(&async_backend, &r, 1))
+        } else {
+            policy.check(&blocking, &r, 1)
+        };
+        let d = d.unwrap_or_else(|e| panic!("{user}: {e}"));
+        assert!(d.is_allowed(), "{user}");
+        let left = d.scopes().next().unwrap().decision.remaining();
+        left
+    };
+    // both connect and load the script everywhere, on the slot's first owner
+    assert_eq!(remaining("warm-b", false), 4);
+    assert_eq!(remaining("warm-a", true), 4);
+    assert_eq!(cluster.keys_on(0, &format!("*{name}*")).len(), 2);
+
+    cluster.start_migrating(slot, 0, 1);
+    // the importing node lost the script: the check sent there after ASKING loads it
+    let flush = || {
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query::<()>(&mut cluster.connection(1))
+            .unwrap()
+    };
+    flush();
+    assert_eq!(remaining("b", false), 4);
+    assert_eq!(remaining("b", false), 3);
+    flush();
+    assert_eq!(remaining("a", true), 4);
+    assert_eq!(remaining("a", true), 3);
+    // the new users' keys went to the importing node, the old ones stayed
+    assert_eq!(cluster.keys_on(1, &format!("*{name}*")).len(), 2);
+    assert_eq!(cluster.keys_on(0, &format!("*{name}*")).len(), 2);
+
+    // move the old users' keys too, then hand the slot over
+    let mut source = cluster.connection(0);
+    for key in cluster.keys_on(0, &format!("*{name}*")) {
+        redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(cluster.ports[1])
+            .arg(&key)
+            .arg(0)
+            .arg(5000)
+            .query::<()>(&mut source)
+            .expect("MIGRATE");
+    }
+    cluster.assign_slot(slot, 1);
+    assert_eq!(remaining("b", false), 2);
+    assert_eq!(remaining("a", true), 2);
+    assert_eq!(remaining("warm-b", false), 3);
+    assert_eq!(remaining("warm-a", true), 3);
+    assert_eq!(cluster.keys_on(1, &format!("*{name}*")).len(), 4);
+    assert!(cluster.keys_on(0, &format!("*{name}*")).is_empty());
+}
+
+/// A check on a paused master times out with the typed error, on the blocking and the
+/// async cluster backend, and is not sent again: once the node is back, the user's count
+/// shows at most that one check spent besides the next one.
+#[test]
+fn a_check_that_timed_out_is_never_sent_again() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("timeout"),
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[1].clone();
+    assert_eq!(RedisCluster::node_of_slot(cluster.key_slot(&org)), 1);
+    let deadline = Duration::from_millis(300);
+    let blocking = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(deadline);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let async_backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
+    });
+    let check = |user: &str, async_: bool| {
+        let r = req(user, &org);
+        if async_ {
+            rt.block_on(policy.check_async(&async_backend, &r, 1))
+                .map(|d| {
+                    (
+                        d.is_allowed(),
+                        d.scopes().next().unwrap().decision.remaining(),
+                    )
+                })
+        } else {
+            policy.check(&blocking, &r, 1).map(|d| {
+                (
+                    d.is_allowed(),
+                    d.scopes().next().unwrap().decision.remaining(),
+                )
+            })
+        }
+    };
+    for (user, async_) in [("b", false), ("a", true)] {
+        assert_eq!(check(user, async_), Ok((true, 4)), "{user}");
+        cluster.pause(1);
+        let timed_out = check(user, async_);
+        cluster.resume(1);
+        assert_eq!(
+            timed_out,
+            Err(RedisCheckError::Timeout { deadline }),
+            "{user}"
+        );
+        let (allowed, left) = check(user, async_).unwrap();
+        assert!(allowed, "{user}");
+        // 3 if the timed-out check never ran, 2 if it ran once; resending it would
+        // have spent more
+        assert!((2..=3).contains(&left), "{user}: {left} left");
+    }
+}
+
+/// Threads on one blocking cluster backend (a few pooled connections) and tasks on one
+/// async cluster backend, all at once, over organizations on every master: each
+/// organization admits exactly its limit.
+#[test]
+fn concurrent_checks_on_both_backends_admit_exactly_the_limit() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("concurrent"),
+        &[("org", FixedWindow::new(rate("10/day")).into(), Key::Org)],
+        None,
+    );
+    let policy = std::sync::Arc::new(policy);
+    let orgs = orgs_on_every_node(&cluster, 2);
+    let blocking = std::sync::Arc::new(
+        RedisBackend::open_cluster(cluster.urls())
+            .unwrap()
+            .with_deadline(Duration::from_secs(5))
+            .with_connections(3),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let async_backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(5))
+            .unwrap()
+    });
+    send_sync(&*blocking);
+    send_sync(&async_backend);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (policy, blocking, orgs) = (policy.clone(), blocking.clone(), orgs.clone());
+            std::thread::spawn(move || {
+                let mut allowed = vec![0u64; orgs.len()];
+                for _ in 0..5 {
+                    for (i, org) in orgs.iter().enumerate() {
+                        let r = req(&format!("t{t}"), org);
+                        allowed[i] +=
+                            u64::from(policy.check(&blocking, &r, 1).unwrap().is_allowed());
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (policy, backend, orgs) = (policy.clone(), async_backend.clone(), orgs.clone());
+            rt.spawn(async move {
+                let mut allowed = vec![0u64; orgs.len()];
+                for _ in 0..3 {
+                    for (i, org) in orgs.iter().enumerate() {
+                        let r = req(&format!("a{t}"), org);
+                        let d = policy.check_async(&backend, &r, 1).await.unwrap();
+                        allowed[i] += u64::from(d.is_allowed());
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let mut total = vec![0u64; orgs.len()];
+    for thread in threads {
+        for (sum, n) in total.iter_mut().zip(thread.join().unwrap()) {
+            *sum += n;
+        }
+    }
+    for task in tasks {
+        for (sum, n) in total.iter_mut().zip(rt.block_on(task).unwrap()) {
+            *sum += n;
+        }
+    }
+    // 4 × 5 + 8 × 3 = 44 attempts per organization, 10 admitted
+    assert_eq!(total, vec![10; orgs.len()]);
+}
+
+/// Opening checks its arguments without any server, and the async backend needs tokio.
+#[test]
+fn opening_a_cluster_backend_rejects_bad_arguments() {
+    let none: [&str; 0] = [];
+    assert!(matches!(
+        RedisBackend::open_cluster(none),
+        Err(RedisCheckError::Connection { .. })
+    ));
+    assert!(matches!(
+        RedisBackend::open_cluster(["not a url"]),
+        Err(RedisCheckError::Connection { .. })
+    ));
+    assert_eq!(
+        AsyncRedisBackend::open_cluster(["redis://127.0.0.1:1/"]).unwrap_err(),
+        RedisCheckError::NoRuntime
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert!(matches!(
+            AsyncRedisBackend::open_cluster(none),
+            Err(RedisCheckError::Connection { .. })
+        ));
+        let backend = AsyncRedisBackend::open_cluster(["redis://127.0.0.1:1/"]).unwrap();
+        assert!(backend.is_cluster());
+        assert_eq!(backend.deadline(), ratewarden::redis::DEFAULT_DEADLINE);
+    });
+    let blocking = RedisBackend::open_cluster(["redis://127.0.0.1:1/"]).unwrap();
+    assert!(blocking.is_cluster());
+    assert_eq!(blocking.deadline(), ratewarden::redis::DEFAULT_DEADLINE);
+}
