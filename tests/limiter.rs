@@ -438,3 +438,71 @@ fn a_keyed_or_policy_peek_at_a_later_time_changes_nothing() {
     assert!(d.is_denied(), "policy: the peek emptied its scopes: {d:?}");
     assert_eq!(d.denials().count(), 2);
 }
+
+/// A check of cost 0 "consumes nothing and reports the current state" (the `Limiter`
+/// semantics), like a peek: a keyed limiter answers it with a peek, so it changes
+/// nothing whatever time it asks about. An unkeyed limiter and a policy must not either:
+/// a cost-0 check at a later time used to roll a sliding window, prune a log or move
+/// GCRA's arrival time, so that a check at the present time no longer counted what the
+/// window still held (over-admission) or owed a backlog that was never consumed.
+#[test]
+fn a_check_of_cost_zero_at_a_later_time_changes_nothing() {
+    const S: u64 = 1_000_000_000;
+    let t0 = 600 * S;
+    let later = t0 + 3_600 * S;
+    let (clock, _mock) = Clock::mock();
+
+    // Keyed: already a peek.
+    let keyed =
+        KeyedLimiter::<u64, _>::with_clock(SlidingWindow::new(rate("10/min")), clock.clone());
+    assert!(keyed.check_at(&1, 10, t0).unwrap().is_allowed());
+    assert!(keyed.check_at(&1, 0, later).unwrap().is_allowed());
+    assert!(keyed.check_at(&1, 1, t0 + S).unwrap().is_denied());
+
+    // Unkeyed.
+    let window = UnkeyedLimiter::with_clock(SlidingWindow::new(rate("10/min")), clock.clone());
+    let log = UnkeyedLimiter::with_clock(SlidingLog::new(rate("10/min")), clock.clone());
+    assert!(window.check_at(10, t0).unwrap().is_allowed());
+    assert!(log.check_at(10, t0).unwrap().is_allowed());
+    assert!(window.check_at(0, later).unwrap().is_allowed());
+    assert!(log.check_at(0, later).unwrap().is_allowed());
+    let d = window.check_at(1, t0 + S).unwrap();
+    assert!(
+        d.is_denied(),
+        "unkeyed sliding window: the cost-0 check emptied the window: {d:?}"
+    );
+    let d = log.check_at(1, t0 + S).unwrap();
+    assert!(
+        d.is_denied(),
+        "unkeyed sliding log: the cost-0 check emptied the log: {d:?}"
+    );
+
+    // Policy.
+    let policy = ratewarden::Policy::builder()
+        .clock(clock)
+        .scope(ratewarden::Scope::keyed(
+            "w",
+            SlidingWindow::new(rate("10/min")),
+            |k: &u64| Some(*k),
+        ))
+        .scope(ratewarden::Scope::keyed(
+            "g",
+            Gcra::new(rate("10/min")),
+            |k: &u64| (*k == 2).then_some(*k),
+        ))
+        .build();
+    assert!(policy.check_at(&1, 10, t0).unwrap().is_allowed());
+    assert!(policy.check_at(&1, 0, later).unwrap().is_allowed());
+    let d = policy.check_at(&1, 1, t0 + S).unwrap();
+    assert!(
+        d.is_denied(),
+        "policy: the cost-0 check emptied the sliding window: {d:?}"
+    );
+    // A fresh GCRA key, asked about an hour from now at cost 0, owes nothing at t0.
+    assert!(policy.check_at(&2, 0, later).unwrap().is_allowed());
+    let d = policy.check_at(&2, 1, t0).unwrap();
+    assert!(
+        d.scope("g").unwrap().decision.is_allowed(),
+        "policy: the cost-0 check moved GCRA's arrival time an hour ahead: {d:?}"
+    );
+}
