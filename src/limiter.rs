@@ -166,7 +166,9 @@ fn decide_then<A: Algorithm>(
             decision
         };
     }
-    if decision.is_allowed() {
+    // A cost of 0 consumes nothing: no commit, which would bring the state up to `now`
+    // (roll a window, move GCRA's arrival time) as a peek must not.
+    if decision.is_allowed() && cost > 0 {
         alg.commit(state, now, cost);
     }
     decision
@@ -729,6 +731,11 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
     /// [`check`](Self::check) at an explicit time.
     #[inline]
     pub fn check_at(&self, cost: u64, now: Nanos) -> Result<Decision, CheckError> {
+        // Nothing to consume: a peek, which leaves the state as it is whatever the time
+        // (deciding would roll a window or prune a log to `now`), as for a keyed check.
+        if cost == 0 {
+            return self.peek_at(0, now);
+        }
         // The parameters are read inside the cell's critical section, where no live
         // change can come between them and the state (see `params.rs`): under its lock,
         // or in an optimistic update that commits only if nobody took the cell since it
