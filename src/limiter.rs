@@ -26,7 +26,8 @@ use crate::{CheckError, Clock, Decision, Gcra, LimitChangeError, Nanos, Rate};
 /// - `peek` returns exactly what `check` would at the same instant, changing nothing;
 /// - `refund` gives back up to `cost`, never leaving a key fuller than a fresh one;
 /// - a cost above the capacity is `Err(CheckError::CostExceedsCapacity)`, not a denial;
-/// - a cost of 0 is always allowed, consumes nothing and reports the current state.
+/// - a cost of 0 consumes nothing, changes nothing and reports the current state
+///   (allowed unless the key owes more than its limit, e.g. after a downgrade).
 pub trait Limiter<K: ?Sized>: Send + Sync {
     /// The clock this limiter reads.
     fn clock(&self) -> &Clock;

@@ -1,4 +1,4 @@
-//! The four algorithms, each a pure state machine over a small per-key state and a time
+//! The algorithms, each a pure state machine over a small per-key state and a time
 //! in nanoseconds. No clocks or maps live here; stores ([`crate::KeyedLimiter`],
 //! [`crate::UnkeyedLimiter`], the Redis backend's script) own concurrency and call these,
 //! keeping an unkeyed state in one of the cells defined here ([`StateCell`]).
@@ -59,11 +59,13 @@ pub type Packed = [u64; 6];
 ///
 /// Contract, shared by all implementations and relied on by stores:
 ///
-/// - [`decide`](Algorithm::decide) changes nothing observable; calling it twice at the
-///   same `now` gives the same answer.
+/// - [`decide`](Algorithm::decide) consumes nothing: it may only bring the state up to
+///   `now` (roll a window, drop expired entries), so that calling it twice at the same
+///   `now` gives the same answer. [`peek`](Algorithm::peek) does not even that.
 /// - [`commit`](Algorithm::commit) is called only after an allowing `decide` or
 ///   [`peek`](Algorithm::peek) with the same `now` and `cost` on the same state, and
-///   consumes exactly `cost`.
+///   consumes exactly `cost`; after a `peek` the state has not been brought up to `now`,
+///   so `commit` must do that itself.
 /// - A fresh state admits any `cost <= capacity()`.
 /// - A state for which [`is_idle`](Algorithm::is_idle) holds behaves exactly like
 ///   [`fresh`](Algorithm::fresh) from then on, so a store may drop it.
@@ -87,8 +89,8 @@ pub trait Algorithm: Clone + Debug + Send + Sync + 'static {
     }
     /// The state of a key never seen.
     fn fresh(&self) -> Self::State;
-    /// The decision for a request of `cost` (`1..=capacity()`, or 0) at `now`, without
-    /// changing anything.
+    /// The decision for a request of `cost` (`1..=capacity()`, or 0) at `now`,
+    /// consuming nothing (the state may be brought up to `now`; see the contract).
     fn decide(&self, state: &mut Self::State, now: Nanos, cost: u64) -> Decision;
     /// Consumes `cost` at `now`; see the trait contract.
     fn commit(&self, state: &mut Self::State, now: Nanos, cost: u64);
