@@ -64,13 +64,6 @@ impl<A: Algorithm> Published<A> {
         if !self.changed.load(Ordering::Relaxed) {
             return f(&self.initial);
         }
-        self.with_changed(f)
-    }
-
-    /// [`with`](Self::with) after a change: out of line, so that the common case inlines.
-    #[cold]
-    #[inline(never)]
-    fn with_changed<R>(&self, f: impl FnOnce(&A) -> R) -> R {
         if self.packed.load(Ordering::Acquire) {
             if let Some(alg) = self.load() {
                 return f(&alg);

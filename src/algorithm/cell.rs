@@ -200,9 +200,7 @@ impl<S: Words> StateCell for SeqCell<S> {
         f(&mut unlock.state)
     }
 
-    // Always: the hot path of every unkeyed check, too large for the inliner's taste
-    // once the caller's closure is in it, and twice the instructions out of line.
-    #[inline(always)]
+    #[inline]
     fn update<R>(&self, mut f: impl FnMut(&mut S) -> R) -> R {
         let mut spins = 0;
         loop {
