@@ -228,7 +228,11 @@ impl<S: Words> StateCell for SeqCell<S> {
                         return result;
                     }
                 }
+                // Another update got in first: try again at once, as a bare
+                // compare-and-swap loop would.
+                continue;
             }
+            // A writer holds the counter: wait for it.
             backoff(&mut spins);
         }
     }
