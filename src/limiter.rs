@@ -58,9 +58,9 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
     /// then calls `then` with the decision **while still holding the key's state**, and
     /// consumes `cost` only if the decision allowed and `then` returned `true`. Nobody
     /// else can change this key's state in between (a keyed limiter holds the key's
-    /// shard: checks on other keys of that shard wait until `then` returns). Returns the decision; when `then`
-    /// declined an allowed request, the returned decision describes the state as it
-    /// remains (as for a cost of 0).
+    /// shard: checks on other keys of that shard wait until `then` returns). Returns the
+    /// decision; when `then` declined an allowed request, the returned decision
+    /// describes the state as it remains (as for a cost of 0).
     fn transact(
         &self,
         key: &K,

@@ -5,10 +5,9 @@
 //! log's), and [`SeqCell`] for states that do (GCRA's arrival time, the windows'
 //! start and counts). A `SeqCell` is read without writing anything — a check that
 //! leaves the state as it was (most denials) costs no atomic read-modify-write — and a
-//! change is one
-//! compare-and-swap of a version counter, which also proves that nothing else wrote in
-//! between (a bare compare-and-swap of the value could not tell a state that came back
-//! to the same value from one that never changed). Atomic multi-scope checks (policies)
+//! change is one compare-and-swap of a version counter, which also proves that nothing
+//! else wrote in between (a bare compare-and-swap of the value could not tell a state
+//! that came back to the same value from one that never changed). Atomic multi-scope checks (policies)
 //! need to hold a state across the evaluation of other scopes; [`StateCell::lock`] gives
 //! them that.
 
@@ -104,16 +103,19 @@ fn backoff(spins: &mut u32) {
     }
 }
 
-/// Writes the state back and releases the counter, also when the closure panics.
+/// Writes the state back (once it was read) and releases the counter, also when the
+/// closure, or a state's `from_words`, panics.
 struct Unlock<'a, S: Words> {
     cell: &'a SeqCell<S>,
     seq: u64,
-    state: S,
+    state: Option<S>,
 }
 
 impl<S: Words> Drop for Unlock<'_, S> {
     fn drop(&mut self) {
-        self.cell.store(&self.state);
+        if let Some(state) = &self.state {
+            self.cell.store(state);
+        }
         self.cell
             .seq
             .store(self.seq.wrapping_add(2), Ordering::Release);
@@ -195,9 +197,9 @@ impl<S: Words> StateCell for SeqCell<S> {
         let mut unlock = Unlock {
             cell: self,
             seq,
-            state: S::from_words(self.load()),
+            state: None,
         };
-        f(&mut unlock.state)
+        f(unlock.state.insert(S::from_words(self.load())))
     }
 
     #[inline]
@@ -312,6 +314,47 @@ mod tests {
         });
         // 2 threads × (6 667 locks + 6 667 updates).
         assert_eq!(cell.update(|t| t.0), 2 * (6_667 + 6_667));
+    }
+
+    /// A state whose words a panicking `from_words` refuses.
+    #[derive(Clone, Copy, Debug)]
+    struct Picky(u64);
+
+    impl Words for Picky {
+        const LEN: usize = 1;
+        fn to_words(&self) -> [u64; 3] {
+            [self.0, 0, 0]
+        }
+        fn from_words(words: [u64; 3]) -> Picky {
+            // Refuses 13 once.
+            static REFUSED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            assert!(
+                words[0] != 13 || REFUSED.swap(true, Ordering::SeqCst),
+                "unlucky"
+            );
+            Picky(words[0])
+        }
+    }
+
+    #[test]
+    fn a_panicking_from_words_under_lock_releases_the_cell() {
+        let cell = SeqCell::new(Picky(13));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cell.lock(|p| p.0 += 1);
+        }));
+        assert!(result.is_err());
+        // Not left locked (the next lock would spin for ever), and the state is the one
+        // the failed lock found.
+        let cell = Arc::new(cell);
+        let (done, finished) = std::sync::mpsc::channel();
+        let other = cell.clone();
+        std::thread::spawn(move || {
+            other.lock(|p| *p = Picky(p.0 + 1));
+            let _ = done.send(other.update(|p| p.0));
+        });
+        let seen = finished.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(seen, Ok(14), "the cell stayed locked");
     }
 
     #[test]
