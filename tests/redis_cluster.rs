@@ -707,3 +707,195 @@ fn opening_a_cluster_backend_rejects_bad_arguments() {
     assert!(blocking.is_cluster());
     assert_eq!(blocking.deadline(), ratewarden::redis::DEFAULT_DEADLINE);
 }
+
+/// A blocking cluster backend's first call, with an unresponsive (paused)
+/// node listed first among the seeds, answers within its deadline like a single-node
+/// backend does: connecting is part of the call.
+#[test]
+fn blocking_cluster_call_with_a_paused_seed_answers_within_the_deadline() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("paused_seed"),
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let deadline = Duration::from_millis(300);
+    let urls = cluster.urls();
+    let blocking = RedisBackend::open_cluster([&urls[1], &urls[0], &urls[2]])
+        .unwrap()
+        .with_deadline(deadline);
+    cluster.pause(1);
+    let start = std::time::Instant::now();
+    let got = policy
+        .check(&blocking, &req("u", &org), 1)
+        .map(|d| d.is_allowed());
+    let elapsed = start.elapsed();
+    cluster.resume(1);
+    assert!(
+        elapsed < deadline + Duration::from_millis(200),
+        "took {elapsed:?} with a deadline of {deadline:?}: {got:?}"
+    );
+}
+
+/// The async twin: the whole call, connecting included, is bounded by the deadline.
+#[test]
+fn async_cluster_call_with_a_paused_seed_answers_within_the_deadline() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("paused_seed_async"),
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let deadline = Duration::from_millis(300);
+    let urls = cluster.urls();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline([&urls[1], &urls[0], &urls[2]], deadline)
+            .unwrap()
+    });
+    cluster.pause(1);
+    let start = std::time::Instant::now();
+    let got = rt
+        .block_on(policy.check_async(&backend, &req("u", &org), 1))
+        .map(|d| d.is_allowed());
+    let elapsed = start.elapsed();
+    cluster.resume(1);
+    assert!(
+        elapsed < deadline + Duration::from_millis(200),
+        "took {elapsed:?} with a deadline of {deadline:?}: {got:?}"
+    );
+}
+
+/// A node that lost the script is served although another master does
+/// not answer: the script is loaded where the check goes.
+#[test]
+fn noscript_on_a_healthy_node_is_recovered_while_another_master_is_paused() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("noscript_paused"),
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let deadline = Duration::from_millis(300);
+    let blocking = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(deadline);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
+    });
+    let r = req("u", &org);
+    assert!(policy.check(&blocking, &r, 1).unwrap().is_allowed());
+    assert!(rt
+        .block_on(policy.check_async(&backend, &r, 1))
+        .unwrap()
+        .is_allowed());
+    let flush = || {
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query::<()>(&mut cluster.connection(0))
+            .unwrap()
+    };
+    flush();
+    cluster.pause(1);
+    let b = policy.check(&blocking, &r, 1).map(|d| d.is_allowed());
+    flush();
+    let a = rt
+        .block_on(policy.check_async(&backend, &r, 1))
+        .map(|d| d.is_allowed());
+    cluster.resume(1);
+    assert_eq!((b, a), (Ok(true), Ok(true)), "(blocking, async)");
+}
+
+/// Odd seeds and deadlines give errors, never a panic, when opening and when checking.
+#[test]
+fn odd_cluster_arguments_never_panic() {
+    for url in [
+        "",
+        "redis://",
+        "redis://:0",
+        "redis://[::1",
+        "redis://h:99999",
+        "unix:///tmp/x.sock",
+        "rediss://127.0.0.1:1/",
+        "redis://127.0.0.1:1/99999999999",
+    ] {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            RedisBackend::open_cluster([url]).map(|_| ())
+        }));
+        assert!(r.is_ok(), "open_cluster({url:?}) panicked");
+        if let Ok(Ok(())) = r {
+            let (_, policy) = twins(
+                &policy_name("odd"),
+                &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+                None,
+            );
+            let b = RedisBackend::open_cluster([url]).unwrap();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                policy.check(&b, &req("u", "o"), 1).map(|_| ())
+            }));
+            assert!(r.is_ok(), "check on {url:?} panicked");
+        }
+    }
+    for deadline in [Duration::ZERO, Duration::from_millis(50), Duration::MAX] {
+        let (_, policy) = twins(
+            &policy_name("odd"),
+            &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+            None,
+        );
+        let b = RedisBackend::open_cluster(["redis://127.0.0.1:1/"])
+            .unwrap()
+            .with_deadline(deadline);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            policy.check(&b, &req("u", "o"), 1).map(|_| ())
+        }));
+        assert!(matches!(r, Ok(Err(_))), "deadline {deadline:?}: {r:?}");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for url in [
+        "",
+        "redis://",
+        "redis://:0",
+        "redis://h:99999",
+        "unix:///tmp/x.sock",
+        "rediss://127.0.0.1:1/",
+        "redis://127.0.0.1:1/",
+    ] {
+        for deadline in [Duration::ZERO, Duration::from_millis(50), Duration::MAX] {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rt.block_on(async {
+                    let b = AsyncRedisBackend::open_cluster_with_deadline([url], deadline)?;
+                    let (_, policy) = twins(
+                        &policy_name("odd"),
+                        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+                        None,
+                    );
+                    if deadline != Duration::MAX {
+                        policy.check_async(&b, &req("u", "o"), 1).await.map(|_| ())
+                    } else {
+                        Ok(())
+                    }
+                })
+            }));
+            assert!(r.is_ok(), "async {url:?} {deadline:?} panicked");
+        }
+    }
+}
