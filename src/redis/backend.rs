@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
 
 use super::policy::Prepared;
@@ -105,18 +105,45 @@ fn reply(value: redis::Value) -> redis::RedisResult<Vec<i64>> {
     )?)
 }
 
+/// Where a check goes: the master serving its first key's slot (all keys of a check
+/// share it), or `None` for a check without keys.
+fn check_route(prepared: &Prepared) -> Option<RoutingInfo> {
+    let key = prepared.keys.first()?;
+    Some(RoutingInfo::SingleNode(
+        SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master)),
+    ))
+}
+
 /// The check on a blocking cluster connection. `EVALSHA` is routed by its first key (all
-/// keys of a check share its slot); after `NOSCRIPT` the script is loaded on every node
-/// and the check sent again. During a slot migration (`ASK`) the check is sent once to
-/// the importing node, after `ASKING`. A `MOVED` is returned: the caller reconnects,
-/// reading the new slot map.
+/// keys of a check share its slot); after `NOSCRIPT` the script is loaded on that node
+/// only (a node that does not answer elsewhere in the cluster must not fail a check
+/// that never goes there) and the check sent again. During a slot migration (`ASK`) the
+/// check is sent once to the importing node, after `ASKING`. A `MOVED` is returned: the
+/// caller reconnects, reading the new slot map.
 fn cluster_eval(
     conn: &mut redis::cluster::ClusterConnection,
     prepared: &Prepared,
 ) -> redis::RedisResult<Vec<i64>> {
-    let err = match invocation(prepared).invoke::<Vec<i64>>(conn) {
+    let first = match check_route(prepared) {
+        Some(route) => {
+            let cmd = evalsha(prepared);
+            let mut send = |cmd: &redis::Cmd| {
+                conn.route_command(cmd, route.clone())
+                    .and_then(redis::Value::extract_error)
+            };
+            match send(&cmd) {
+                Err(err) if is_noscript(&err) => {
+                    send(&script_load())?;
+                    send(&cmd)
+                }
+                other => other,
+            }
+        }
+        None => invocation(prepared).invoke::<redis::Value>(conn),
+    };
+    let err = match first {
         Err(err) => err,
-        ok => return ok,
+        Ok(value) => return reply(value),
     };
     let Some(node) = ask_target(&err) else {
         return Err(err);
@@ -136,17 +163,42 @@ fn cluster_eval(
     }
 }
 
+/// `cmd` sent to the node `route` names, a server error as an error.
+async fn send_async(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    cmd: redis::Cmd,
+    route: RoutingInfo,
+) -> redis::RedisResult<redis::Value> {
+    conn.route_command(cmd, route)
+        .await
+        .and_then(redis::Value::extract_error)
+}
+
 /// [`cluster_eval`] on the async cluster connection; a `MOVED` is returned as well.
 async fn cluster_eval_async(
     conn: &mut redis::cluster_async::ClusterConnection,
     prepared: &Prepared,
 ) -> redis::RedisResult<Vec<i64>> {
-    let err = match invocation(prepared)
-        .invoke_async::<Vec<i64>>(&mut *conn)
-        .await
-    {
+    let first = match check_route(prepared) {
+        Some(route) => {
+            let cmd = evalsha(prepared);
+            match send_async(conn, cmd.clone(), route.clone()).await {
+                Err(err) if is_noscript(&err) => {
+                    send_async(conn, script_load(), route.clone()).await?;
+                    send_async(conn, cmd, route).await
+                }
+                other => other,
+            }
+        }
+        None => {
+            invocation(prepared)
+                .invoke_async::<redis::Value>(&mut *conn)
+                .await
+        }
+    };
+    let err = match first {
         Err(err) => err,
-        ok => return ok,
+        Ok(value) => return reply(value),
     };
     let Some(node) = ask_target(&err) else {
         return Err(err);
