@@ -738,6 +738,10 @@ fn blocking_cluster_call_with_a_paused_seed_answers_within_the_deadline() {
         elapsed < deadline + Duration::from_millis(200),
         "took {elapsed:?} with a deadline of {deadline:?}: {got:?}"
     );
+    assert_eq!(got, Err(RedisCheckError::Timeout { deadline }));
+    // the node back, the next call connects and is served
+    let d = policy.check(&blocking, &req("u", &org), 1).unwrap();
+    assert!(d.is_allowed());
 }
 
 /// The async twin: the whole call, connecting included, is bounded by the deadline.

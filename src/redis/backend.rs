@@ -123,11 +123,13 @@ fn check_route(prepared: &Prepared) -> Option<RoutingInfo> {
 fn cluster_eval(
     conn: &mut redis::cluster::ClusterConnection,
     prepared: &Prepared,
+    left: &dyn Fn() -> Option<Duration>,
 ) -> redis::RedisResult<Vec<i64>> {
     let first = match check_route(prepared) {
         Some(route) => {
             let cmd = evalsha(prepared);
             let mut send = |cmd: &redis::Cmd| {
+                rearm(conn, left)?;
                 conn.route_command(cmd, route.clone())
                     .and_then(redis::Value::extract_error)
             };
@@ -151,11 +153,13 @@ fn cluster_eval(
     let route = || RoutingInfo::SingleNode(node.clone());
     let ask = |conn: &mut redis::cluster::ClusterConnection| {
         // The connection is this call's alone: `ASKING` applies to the next command.
+        rearm(conn, left)?;
         conn.route_command(&redis::cmd("ASKING"), route())?;
         conn.route_command(&evalsha(prepared), route())
     };
     match ask(conn) {
         Err(err) if is_noscript(&err) => {
+            rearm(conn, left)?;
             conn.route_command(&script_load(), route())?;
             reply(ask(conn)?)
         }
@@ -172,6 +176,22 @@ async fn send_async(
     conn.route_command(cmd, route)
         .await
         .and_then(redis::Value::extract_error)
+}
+
+/// Bounds the next round trips on `conn` by what is `left` of the call's deadline:
+/// each node's read and write timeout, set once per call, would otherwise allow a
+/// reload or a redirection as long again.
+fn rearm(
+    conn: &redis::cluster::ClusterConnection,
+    left: &dyn Fn() -> Option<Duration>,
+) -> redis::RedisResult<()> {
+    let Some(wait) = left() else {
+        return Err(
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "the deadline passed").into(),
+        );
+    };
+    conn.set_read_timeout(Some(wait))?;
+    conn.set_write_timeout(Some(wait))
 }
 
 /// [`cluster_eval`] on the async cluster connection; a `MOVED` is returned as well.
@@ -250,13 +270,40 @@ impl Target {
     fn connect(&self, wait: Duration) -> redis::RedisResult<Conn> {
         match self {
             Target::Node(client) => client.get_connection_with_timeout(wait).map(Conn::Node),
-            Target::Cluster(client) => client
-                .get_connection_with_config(
-                    ClusterConfig::new()
-                        .set_connection_timeout(wait)
-                        .set_response_timeout(wait),
-                )
-                .map(|conn| Conn::Cluster(Box::new(conn))),
+            Target::Cluster(client) => connect_cluster(client, wait).map(Conn::Cluster),
+        }
+    }
+}
+
+/// A blocking connection to the cluster within `wait`. redis-rs bounds each step
+/// (connecting to a seed, asking it for the slot map, connecting to each master) by the
+/// timeout given, not the whole: seeds and masters that do not answer each cost up to
+/// `wait`, one after another. So the connection is made on a thread of its own and
+/// waited for at most `wait`; one not made by then is dropped by that thread when it
+/// is. Nothing of a check is sent while connecting.
+fn connect_cluster(
+    client: &ClusterClient,
+    wait: Duration,
+) -> redis::RedisResult<Box<redis::cluster::ClusterConnection>> {
+    let client = client.clone();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("ratewarden-cluster-connect".into())
+        .spawn(move || {
+            let config = ClusterConfig::new()
+                .set_connection_timeout(wait)
+                .set_response_timeout(wait);
+            let _ = tx.send(client.get_connection_with_config(config).map(Box::new));
+        })?;
+    match rx.recv_timeout(wait) {
+        Ok(conn) => conn,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connecting to the cluster outlasted the deadline",
+        )
+        .into()),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(std::io::Error::other("connecting to the cluster failed").into())
         }
     }
 }
@@ -273,10 +320,14 @@ impl Conn {
         }
     }
 
-    fn eval(&mut self, prepared: &Prepared) -> redis::RedisResult<Vec<i64>> {
+    fn eval(
+        &mut self,
+        prepared: &Prepared,
+        left: &dyn Fn() -> Option<Duration>,
+    ) -> redis::RedisResult<Vec<i64>> {
         match self {
             Conn::Node(conn) => invocation(prepared).invoke::<Vec<i64>>(conn),
-            Conn::Cluster(conn) => cluster_eval(conn, prepared),
+            Conn::Cluster(conn) => cluster_eval(conn, prepared, left),
         }
     }
 
@@ -343,7 +394,7 @@ impl RedisBackend {
     /// a failover) the connection is made again from the new slot map, after `ASK` (a
     /// slot being migrated) the check goes to the importing node. A check that timed out
     /// or whose connection broke is never sent again, since it may have run. The deadline
-    /// bounds each connection attempt and each round trip to a node.
+    /// bounds the whole call, connecting (to every seed and master it takes) included.
     ///
     /// Fails with [`RedisCheckError::Connection`] when no node is given or an address is
     /// not a Redis URL.
@@ -419,7 +470,7 @@ impl RedisBackend {
         if let Err(e) = conn.set_timeouts(wait) {
             return Err(error(&e));
         }
-        let mut reply = conn.eval(prepared);
+        let mut reply = conn.eval(prepared, &left);
         if matches!(&reply, Err(e) if is_moved(e)) {
             // The cluster's slots moved (a resharding, a failover) and the check did not
             // run: connect afresh, reading the new slot map, and send it once more.
@@ -429,7 +480,7 @@ impl RedisBackend {
             if let Err(e) = conn.set_timeouts(wait) {
                 return Err(error(&e));
             }
-            reply = conn.eval(prepared);
+            reply = conn.eval(prepared, &left);
         }
         match reply {
             Ok(reply) => {
