@@ -1002,3 +1002,78 @@ fn async_cluster_backend_recovers_after_its_runtime_is_dropped() {
         .unwrap();
     assert_eq!(d.scopes().next().unwrap().decision.remaining(), left - 1);
 }
+
+/// A check of several keys (user and organization, one slot) while that slot migrates:
+/// a user whose keys are not all on one side (a new user: the organization's key on the
+/// source, the user's nowhere yet) is refused by Redis itself (`TRYAGAIN`, no
+/// redirection to follow), on both backends: a fault, answered by the failure mode,
+/// that spent nothing. A user whose keys are all still on the source is served. Once
+/// the slot is handed over, the new user is served too.
+#[test]
+fn a_multi_key_check_during_a_migration_is_a_fault_until_the_slot_is_handed_over() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let name = policy_name("twokeys");
+    let (_, policy) = twins(
+        &name,
+        &[
+            ("user", SlidingLog::new(rate("5/day")).into(), Key::User),
+            ("org", FixedWindow::new(rate("50/day")).into(), Key::Org),
+        ],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let slot = cluster.key_slot(&org);
+    let blocking = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(Duration::from_secs(2));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(2))
+            .unwrap()
+    });
+    let check = |user: &str, async_: bool| {
+        let r = req(user, &org);
+        let d = if async_ {
+            rt.block_on(policy.check_async(&backend, &r, 1))
+        } else {
+            policy.check(&blocking, &r, 1)
+        };
+        d.map(|d| {
+            d.scopes()
+                .map(|s| s.decision.remaining())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(check("old", false), Ok(vec![4, 49]));
+    cluster.start_migrating(slot, 0, 1);
+    assert_eq!(check("old", true), Ok(vec![3, 48]));
+    for async_ in [false, true] {
+        match check("new", async_) {
+            Err(RedisCheckError::Server { detail }) => {
+                assert!(detail.contains("TryAgain"), "{detail}")
+            }
+            other => panic!("async {async_}: {other:?}"),
+        }
+    }
+    // hand the slot over, keys and all
+    let mut source = cluster.connection(0);
+    for key in cluster.keys_on(0, &format!("*{name}*")) {
+        redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(cluster.ports[1])
+            .arg(&key)
+            .arg(0)
+            .arg(5000)
+            .query::<()>(&mut source)
+            .expect("MIGRATE");
+    }
+    cluster.assign_slot(slot, 1);
+    // the refused checks spent nothing
+    assert_eq!(check("new", false), Ok(vec![4, 47]));
+    assert_eq!(check("new", true), Ok(vec![3, 46]));
+}

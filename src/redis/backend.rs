@@ -392,9 +392,11 @@ impl RedisBackend {
     /// [`cluster`](super::RedisPolicyBuilder::cluster). A redirection, which means the
     /// check did not run, is followed within the deadline: after `MOVED` (a resharding,
     /// a failover) the connection is made again from the new slot map, after `ASK` (a
-    /// slot being migrated) the check goes to the importing node. A check that timed out
-    /// or whose connection broke is never sent again, since it may have run. The deadline
-    /// bounds the whole call, connecting (to every seed and master it takes) included.
+    /// slot being migrated) the check goes to the importing node; a check whose keys
+    /// Redis finds split by the migration (`TRYAGAIN`) fails as a fault until the slot is
+    /// handed over. A check that timed out or whose connection broke is never sent again,
+    /// since it may have run. The deadline bounds the whole call, connecting (to every
+    /// seed and master it takes) included.
     ///
     /// Fails with [`RedisCheckError::Connection`] when no node is given or an address is
     /// not a Redis URL.
