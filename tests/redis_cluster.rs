@@ -707,3 +707,373 @@ fn opening_a_cluster_backend_rejects_bad_arguments() {
     assert!(blocking.is_cluster());
     assert_eq!(blocking.deadline(), ratewarden::redis::DEFAULT_DEADLINE);
 }
+
+/// A blocking cluster backend's first call, with an unresponsive (paused)
+/// node listed first among the seeds, answers within its deadline like a single-node
+/// backend does: connecting is part of the call.
+#[test]
+fn blocking_cluster_call_with_a_paused_seed_answers_within_the_deadline() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("paused_seed"),
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let deadline = Duration::from_millis(300);
+    let urls = cluster.urls();
+    let blocking = RedisBackend::open_cluster([&urls[1], &urls[0], &urls[2]])
+        .unwrap()
+        .with_deadline(deadline);
+    cluster.pause(1);
+    let start = std::time::Instant::now();
+    let got = policy
+        .check(&blocking, &req("u", &org), 1)
+        .map(|d| d.is_allowed());
+    let elapsed = start.elapsed();
+    cluster.resume(1);
+    assert!(
+        elapsed < deadline + Duration::from_millis(500),
+        "took {elapsed:?} with a deadline of {deadline:?}: {got:?}"
+    );
+    assert_eq!(got, Err(RedisCheckError::Timeout { deadline }));
+    // the node back, the next call connects and is served
+    let d = policy.check(&blocking, &req("u", &org), 1).unwrap();
+    assert!(d.is_allowed());
+}
+
+/// The async twin: the whole call, connecting included, is bounded by the deadline.
+#[test]
+fn async_cluster_call_with_a_paused_seed_answers_within_the_deadline() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("paused_seed_async"),
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let deadline = Duration::from_millis(300);
+    let urls = cluster.urls();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline([&urls[1], &urls[0], &urls[2]], deadline)
+            .unwrap()
+    });
+    cluster.pause(1);
+    let start = std::time::Instant::now();
+    let got = rt
+        .block_on(policy.check_async(&backend, &req("u", &org), 1))
+        .map(|d| d.is_allowed());
+    let elapsed = start.elapsed();
+    cluster.resume(1);
+    assert!(
+        elapsed < deadline + Duration::from_millis(500),
+        "took {elapsed:?} with a deadline of {deadline:?}: {got:?}"
+    );
+}
+
+/// A node that lost the script is served although another master does
+/// not answer: the script is loaded where the check goes.
+#[test]
+fn noscript_on_a_healthy_node_is_recovered_while_another_master_is_paused() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("noscript_paused"),
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let deadline = Duration::from_millis(300);
+    let blocking = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(deadline);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
+    });
+    let r = req("u", &org);
+    assert!(policy.check(&blocking, &r, 1).unwrap().is_allowed());
+    assert!(rt
+        .block_on(policy.check_async(&backend, &r, 1))
+        .unwrap()
+        .is_allowed());
+    let flush = || {
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query::<()>(&mut cluster.connection(0))
+            .unwrap()
+    };
+    flush();
+    cluster.pause(1);
+    let b = policy.check(&blocking, &r, 1).map(|d| d.is_allowed());
+    flush();
+    let a = rt
+        .block_on(policy.check_async(&backend, &r, 1))
+        .map(|d| d.is_allowed());
+    cluster.resume(1);
+    assert_eq!((b, a), (Ok(true), Ok(true)), "(blocking, async)");
+}
+
+/// Odd seeds and deadlines give errors, never a panic, when opening and when checking.
+#[test]
+fn odd_cluster_arguments_never_panic() {
+    for url in [
+        "",
+        "redis://",
+        "redis://:0",
+        "redis://[::1",
+        "redis://h:99999",
+        "unix:///tmp/x.sock",
+        "rediss://127.0.0.1:1/",
+        "redis://127.0.0.1:1/99999999999",
+    ] {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            RedisBackend::open_cluster([url]).map(|_| ())
+        }));
+        assert!(r.is_ok(), "open_cluster({url:?}) panicked");
+        if let Ok(Ok(())) = r {
+            let (_, policy) = twins(
+                &policy_name("odd"),
+                &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+                None,
+            );
+            let b = RedisBackend::open_cluster([url]).unwrap();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                policy.check(&b, &req("u", "o"), 1).map(|_| ())
+            }));
+            assert!(r.is_ok(), "check on {url:?} panicked");
+        }
+    }
+    for deadline in [Duration::ZERO, Duration::from_millis(50), Duration::MAX] {
+        let (_, policy) = twins(
+            &policy_name("odd"),
+            &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+            None,
+        );
+        let b = RedisBackend::open_cluster(["redis://127.0.0.1:1/"])
+            .unwrap()
+            .with_deadline(deadline);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            policy.check(&b, &req("u", "o"), 1).map(|_| ())
+        }));
+        assert!(matches!(r, Ok(Err(_))), "deadline {deadline:?}: {r:?}");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for url in [
+        "",
+        "redis://",
+        "redis://:0",
+        "redis://h:99999",
+        "unix:///tmp/x.sock",
+        "rediss://127.0.0.1:1/",
+        "redis://127.0.0.1:1/",
+    ] {
+        for deadline in [Duration::ZERO, Duration::from_millis(50), Duration::MAX] {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rt.block_on(async {
+                    let b = AsyncRedisBackend::open_cluster_with_deadline([url], deadline)?;
+                    let (_, policy) = twins(
+                        &policy_name("odd"),
+                        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+                        None,
+                    );
+                    if deadline != Duration::MAX {
+                        policy.check_async(&b, &req("u", "o"), 1).await.map(|_| ())
+                    } else {
+                        Ok(())
+                    }
+                })
+            }));
+            assert!(r.is_ok(), "async {url:?} {deadline:?} panicked");
+        }
+    }
+}
+
+/// A slot half-migrated (the source answers `ASK`, the target was never set importing
+/// and answers `MOVED` back): both cluster backends give up with a fault within the
+/// deadline instead of bouncing between the nodes, and nothing is spent.
+#[test]
+fn a_redirection_loop_ends_in_a_fault_that_spent_nothing() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let name = policy_name("bounce");
+    let (_, policy) = twins(
+        &name,
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let slot = cluster.key_slot(&org);
+    let deadline = Duration::from_secs(2);
+    let blocking = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(deadline);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
+    });
+    redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("MIGRATING")
+        .arg(cluster.node_id(1))
+        .query::<()>(&mut cluster.connection(0))
+        .expect("CLUSTER SETSLOT MIGRATING");
+    for async_ in [false, true] {
+        let r = req(&format!("u{async_}"), &org);
+        let start = std::time::Instant::now();
+        let got = if async_ {
+            rt.block_on(policy.check_async(&backend, &r, 1))
+        } else {
+            policy.check(&blocking, &r, 1)
+        };
+        let elapsed = start.elapsed();
+        let e = got.map(|d| d.is_allowed()).unwrap_err();
+        assert!(e.is_fault(), "async {async_}: {e:?}");
+        assert!(elapsed < deadline, "async {async_}: {elapsed:?}");
+    }
+    for i in 0..3 {
+        assert!(
+            cluster.keys_on(i, &format!("*{name}*")).is_empty(),
+            "node {i}"
+        );
+    }
+}
+
+/// The async cluster backend outlives the runtime it first connected on: once that
+/// runtime is gone, a check on another runtime fails at most once, as a connection
+/// fault, and the next one connects afresh.
+#[test]
+fn async_cluster_backend_recovers_after_its_runtime_is_dropped() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (_, policy) = twins(
+        &policy_name("runtime"),
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let r = req("u", &org);
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = first.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(2))
+            .unwrap()
+    });
+    let d = first.block_on(policy.check_async(&backend, &r, 1)).unwrap();
+    assert_eq!(d.scopes().next().unwrap().decision.remaining(), 4);
+    drop(first);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let once = second.block_on(policy.check_async(&backend, &r, 1));
+    let left = match once {
+        Ok(d) => d.scopes().next().unwrap().decision.remaining(),
+        Err(e) => {
+            assert!(matches!(e, RedisCheckError::Connection { .. }), "{e:?}");
+            4
+        }
+    };
+    let d = second
+        .block_on(policy.check_async(&backend, &r, 1))
+        .unwrap();
+    assert_eq!(d.scopes().next().unwrap().decision.remaining(), left - 1);
+}
+
+/// A check of several keys (user and organization, one slot) while that slot migrates:
+/// a user whose keys are not all on one side (a new user: the organization's key on the
+/// source, the user's nowhere yet) is refused by Redis itself (`TRYAGAIN`, no
+/// redirection to follow), on both backends: a fault, answered by the failure mode,
+/// that spent nothing. A user whose keys are all still on the source is served. Once
+/// the slot is handed over, the new user is served too.
+#[test]
+fn a_multi_key_check_during_a_migration_is_a_fault_until_the_slot_is_handed_over() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let name = policy_name("twokeys");
+    let (_, policy) = twins(
+        &name,
+        &[
+            ("user", SlidingLog::new(rate("5/day")).into(), Key::User),
+            ("org", FixedWindow::new(rate("50/day")).into(), Key::Org),
+        ],
+        None,
+    );
+    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let slot = cluster.key_slot(&org);
+    let blocking = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(Duration::from_secs(2));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(2))
+            .unwrap()
+    });
+    let check = |user: &str, async_: bool| {
+        let r = req(user, &org);
+        let d = if async_ {
+            rt.block_on(policy.check_async(&backend, &r, 1))
+        } else {
+            policy.check(&blocking, &r, 1)
+        };
+        d.map(|d| {
+            d.scopes()
+                .map(|s| s.decision.remaining())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(check("old", false), Ok(vec![4, 49]));
+    cluster.start_migrating(slot, 0, 1);
+    assert_eq!(check("old", true), Ok(vec![3, 48]));
+    for async_ in [false, true] {
+        match check("new", async_) {
+            Err(RedisCheckError::Server { detail }) => {
+                assert!(detail.contains("TryAgain"), "{detail}")
+            }
+            other => panic!("async {async_}: {other:?}"),
+        }
+    }
+    // hand the slot over, keys and all
+    let mut source = cluster.connection(0);
+    for key in cluster.keys_on(0, &format!("*{name}*")) {
+        redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(cluster.ports[1])
+            .arg(&key)
+            .arg(0)
+            .arg(5000)
+            .query::<()>(&mut source)
+            .expect("MIGRATE");
+    }
+    cluster.assign_slot(slot, 1);
+    // the refused checks spent nothing
+    assert_eq!(check("new", false), Ok(vec![4, 47]));
+    assert_eq!(check("new", true), Ok(vec![3, 46]));
+}

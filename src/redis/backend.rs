@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
 
 use super::policy::Prepared;
@@ -105,18 +105,47 @@ fn reply(value: redis::Value) -> redis::RedisResult<Vec<i64>> {
     )?)
 }
 
+/// Where a check goes: the master serving its first key's slot (all keys of a check
+/// share it), or `None` for a check without keys.
+fn check_route(prepared: &Prepared) -> Option<RoutingInfo> {
+    let key = prepared.keys.first()?;
+    Some(RoutingInfo::SingleNode(
+        SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master)),
+    ))
+}
+
 /// The check on a blocking cluster connection. `EVALSHA` is routed by its first key (all
-/// keys of a check share its slot); after `NOSCRIPT` the script is loaded on every node
-/// and the check sent again. During a slot migration (`ASK`) the check is sent once to
-/// the importing node, after `ASKING`. A `MOVED` is returned: the caller reconnects,
-/// reading the new slot map.
+/// keys of a check share its slot); after `NOSCRIPT` the script is loaded on that node
+/// only (a node that does not answer elsewhere in the cluster must not fail a check
+/// that never goes there) and the check sent again. During a slot migration (`ASK`) the
+/// check is sent once to the importing node, after `ASKING`. A `MOVED` is returned: the
+/// caller reconnects, reading the new slot map.
 fn cluster_eval(
     conn: &mut redis::cluster::ClusterConnection,
     prepared: &Prepared,
+    left: &dyn Fn() -> Option<Duration>,
 ) -> redis::RedisResult<Vec<i64>> {
-    let err = match invocation(prepared).invoke::<Vec<i64>>(conn) {
+    let first = match check_route(prepared) {
+        Some(route) => {
+            let cmd = evalsha(prepared);
+            let mut send = |cmd: &redis::Cmd| {
+                rearm(conn, left)?;
+                conn.route_command(cmd, route.clone())
+                    .and_then(redis::Value::extract_error)
+            };
+            match send(&cmd) {
+                Err(err) if is_noscript(&err) => {
+                    send(&script_load())?;
+                    send(&cmd)
+                }
+                other => other,
+            }
+        }
+        None => invocation(prepared).invoke::<redis::Value>(conn),
+    };
+    let err = match first {
         Err(err) => err,
-        ok => return ok,
+        Ok(value) => return reply(value),
     };
     let Some(node) = ask_target(&err) else {
         return Err(err);
@@ -124,11 +153,13 @@ fn cluster_eval(
     let route = || RoutingInfo::SingleNode(node.clone());
     let ask = |conn: &mut redis::cluster::ClusterConnection| {
         // The connection is this call's alone: `ASKING` applies to the next command.
+        rearm(conn, left)?;
         conn.route_command(&redis::cmd("ASKING"), route())?;
         conn.route_command(&evalsha(prepared), route())
     };
     match ask(conn) {
         Err(err) if is_noscript(&err) => {
+            rearm(conn, left)?;
             conn.route_command(&script_load(), route())?;
             reply(ask(conn)?)
         }
@@ -136,17 +167,58 @@ fn cluster_eval(
     }
 }
 
+/// `cmd` sent to the node `route` names, a server error as an error.
+async fn send_async(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    cmd: redis::Cmd,
+    route: RoutingInfo,
+) -> redis::RedisResult<redis::Value> {
+    conn.route_command(cmd, route)
+        .await
+        .and_then(redis::Value::extract_error)
+}
+
+/// Bounds the next round trips on `conn` by what is `left` of the call's deadline:
+/// each node's read and write timeout, set once per call, would otherwise allow a
+/// reload or a redirection as long again.
+fn rearm(
+    conn: &redis::cluster::ClusterConnection,
+    left: &dyn Fn() -> Option<Duration>,
+) -> redis::RedisResult<()> {
+    let Some(wait) = left() else {
+        return Err(
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "the deadline passed").into(),
+        );
+    };
+    conn.set_read_timeout(Some(wait))?;
+    conn.set_write_timeout(Some(wait))
+}
+
 /// [`cluster_eval`] on the async cluster connection; a `MOVED` is returned as well.
 async fn cluster_eval_async(
     conn: &mut redis::cluster_async::ClusterConnection,
     prepared: &Prepared,
 ) -> redis::RedisResult<Vec<i64>> {
-    let err = match invocation(prepared)
-        .invoke_async::<Vec<i64>>(&mut *conn)
-        .await
-    {
+    let first = match check_route(prepared) {
+        Some(route) => {
+            let cmd = evalsha(prepared);
+            match send_async(conn, cmd.clone(), route.clone()).await {
+                Err(err) if is_noscript(&err) => {
+                    send_async(conn, script_load(), route.clone()).await?;
+                    send_async(conn, cmd, route).await
+                }
+                other => other,
+            }
+        }
+        None => {
+            invocation(prepared)
+                .invoke_async::<redis::Value>(&mut *conn)
+                .await
+        }
+    };
+    let err = match first {
         Err(err) => err,
-        ok => return ok,
+        Ok(value) => return reply(value),
     };
     let Some(node) = ask_target(&err) else {
         return Err(err);
@@ -198,13 +270,40 @@ impl Target {
     fn connect(&self, wait: Duration) -> redis::RedisResult<Conn> {
         match self {
             Target::Node(client) => client.get_connection_with_timeout(wait).map(Conn::Node),
-            Target::Cluster(client) => client
-                .get_connection_with_config(
-                    ClusterConfig::new()
-                        .set_connection_timeout(wait)
-                        .set_response_timeout(wait),
-                )
-                .map(|conn| Conn::Cluster(Box::new(conn))),
+            Target::Cluster(client) => connect_cluster(client, wait).map(Conn::Cluster),
+        }
+    }
+}
+
+/// A blocking connection to the cluster within `wait`. redis-rs bounds each step
+/// (connecting to a seed, asking it for the slot map, connecting to each master) by the
+/// timeout given, not the whole: seeds and masters that do not answer each cost up to
+/// `wait`, one after another. So the connection is made on a thread of its own and
+/// waited for at most `wait`; one not made by then is dropped by that thread when it
+/// is. Nothing of a check is sent while connecting.
+fn connect_cluster(
+    client: &ClusterClient,
+    wait: Duration,
+) -> redis::RedisResult<Box<redis::cluster::ClusterConnection>> {
+    let client = client.clone();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("ratewarden-cluster-connect".into())
+        .spawn(move || {
+            let config = ClusterConfig::new()
+                .set_connection_timeout(wait)
+                .set_response_timeout(wait);
+            let _ = tx.send(client.get_connection_with_config(config).map(Box::new));
+        })?;
+    match rx.recv_timeout(wait) {
+        Ok(conn) => conn,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connecting to the cluster outlasted the deadline",
+        )
+        .into()),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(std::io::Error::other("connecting to the cluster failed").into())
         }
     }
 }
@@ -221,10 +320,14 @@ impl Conn {
         }
     }
 
-    fn eval(&mut self, prepared: &Prepared) -> redis::RedisResult<Vec<i64>> {
+    fn eval(
+        &mut self,
+        prepared: &Prepared,
+        left: &dyn Fn() -> Option<Duration>,
+    ) -> redis::RedisResult<Vec<i64>> {
         match self {
             Conn::Node(conn) => invocation(prepared).invoke::<Vec<i64>>(conn),
-            Conn::Cluster(conn) => cluster_eval(conn, prepared),
+            Conn::Cluster(conn) => cluster_eval(conn, prepared, left),
         }
     }
 
@@ -289,9 +392,11 @@ impl RedisBackend {
     /// [`cluster`](super::RedisPolicyBuilder::cluster). A redirection, which means the
     /// check did not run, is followed within the deadline: after `MOVED` (a resharding,
     /// a failover) the connection is made again from the new slot map, after `ASK` (a
-    /// slot being migrated) the check goes to the importing node. A check that timed out
-    /// or whose connection broke is never sent again, since it may have run. The deadline
-    /// bounds each connection attempt and each round trip to a node.
+    /// slot being migrated) the check goes to the importing node; a check whose keys
+    /// Redis finds split by the migration (`TRYAGAIN`) fails as a fault until the slot is
+    /// handed over. A check that timed out or whose connection broke is never sent again,
+    /// since it may have run. The deadline bounds the whole call, connecting (to every
+    /// seed and master it takes) included.
     ///
     /// Fails with [`RedisCheckError::Connection`] when no node is given or an address is
     /// not a Redis URL.
@@ -367,7 +472,7 @@ impl RedisBackend {
         if let Err(e) = conn.set_timeouts(wait) {
             return Err(error(&e));
         }
-        let mut reply = conn.eval(prepared);
+        let mut reply = conn.eval(prepared, &left);
         if matches!(&reply, Err(e) if is_moved(e)) {
             // The cluster's slots moved (a resharding, a failover) and the check did not
             // run: connect afresh, reading the new slot map, and send it once more.
@@ -377,7 +482,7 @@ impl RedisBackend {
             if let Err(e) = conn.set_timeouts(wait) {
                 return Err(error(&e));
             }
-            reply = conn.eval(prepared);
+            reply = conn.eval(prepared, &left);
         }
         match reply {
             Ok(reply) => {

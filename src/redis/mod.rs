@@ -29,6 +29,10 @@
 //! or a failover, and reloading the script on a node that lost it; a check that timed
 //! out or lost its connection is never sent again, since it may have run. Different tags
 //! spread the checks over every master, each check still one atomic script on one node.
+//! While a slot migrates, Redis itself refuses a check of several keys that are not all
+//! on one side of the migration (`TRYAGAIN`, typically a key not created yet, such as a
+//! new user's): until the slot is handed over such a check is a fault of the store
+//! ([`RedisCheckError::Server`]), answered by the failure mode, and spends nothing.
 //! A backend opened with `open` on a single cluster node fails the checks whose slot
 //! another node serves with [`RedisCheckError::WrongNode`], whatever the failure mode.
 //!

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::redis_server::{binary_or_skip, free_port};
+use super::redis_server::{binary_or_skip, free_port, send_signal};
 
 /// The slot ranges of the three masters, in node order.
 pub const SLOT_RANGES: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
@@ -242,23 +242,15 @@ impl RedisCluster {
         }
     }
 
-    fn signal(&self, i: usize, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.children[i].id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed");
-    }
-
     /// Pauses node `i` (SIGSTOP): it accepts nothing and answers nothing. Keep it short:
     /// after the node timeout (2 s) the others would mark it failed.
     pub fn pause(&self, i: usize) {
-        self.signal(i, "-STOP");
+        send_signal(self.children[i].id(), libc::SIGSTOP).expect("SIGSTOP a node");
     }
 
     /// Resumes a paused node (SIGCONT).
     pub fn resume(&self, i: usize) {
-        self.signal(i, "-CONT");
+        send_signal(self.children[i].id(), libc::SIGCONT).expect("SIGCONT a node");
     }
 }
 
@@ -266,9 +258,7 @@ impl Drop for RedisCluster {
     fn drop(&mut self) {
         for child in &self.children {
             // A paused server does not die of SIGKILL until resumed on some systems.
-            let _ = Command::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .status();
+            let _ = send_signal(child.id(), libc::SIGCONT);
         }
         for child in &mut self.children {
             let _ = child.kill();

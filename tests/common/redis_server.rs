@@ -43,6 +43,21 @@ pub fn binary_or_skip() -> Option<PathBuf> {
     Some(binary)
 }
 
+/// Sends `signal` to process `pid` with kill(2), not by running `kill`: starting a
+/// process blocks every signal in the starting thread for a moment, and a SIGCHLD that
+/// arrives for that thread then interrupts another thread's socket read that has a
+/// timeout (EINTR): a test's check or the cluster's formation failed with
+/// "Interrupted system call" when tests ran in parallel.
+pub fn send_signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(std::io::Error::other)?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of this process.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
@@ -111,22 +126,14 @@ impl RedisServer {
         }
     }
 
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed");
-    }
-
     /// Pauses the server (SIGSTOP): it accepts nothing and answers nothing.
     pub fn pause(&self) {
-        self.signal("-STOP");
+        send_signal(self.pid(), libc::SIGSTOP).expect("SIGSTOP the server");
     }
 
     /// Resumes a paused server (SIGCONT).
     pub fn resume(&self) {
-        self.signal("-CONT");
+        send_signal(self.pid(), libc::SIGCONT).expect("SIGCONT the server");
     }
 
     /// A plain connection for inspecting and disturbing the server.
@@ -142,9 +149,7 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(child) = &self.child {
             // A paused server does not die of SIGKILL until resumed on some systems.
-            let _ = Command::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .status();
+            let _ = send_signal(child.id(), libc::SIGCONT);
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
