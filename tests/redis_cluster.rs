@@ -91,6 +91,23 @@ fn twins(
     )
 }
 
+/// A single-threaded tokio runtime for the async backend.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// In-process and Redis twins of a policy with one scope: 5 a day per user (sliding log).
+fn one_user_scope(name: &str) -> (Policy<Req>, RedisPolicy<Req>) {
+    twins(
+        name,
+        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
+        None,
+    )
+}
+
 fn rate(s: &str) -> Rate {
     s.parse().unwrap()
 }
@@ -456,21 +473,14 @@ fn a_resharding_is_followed_and_each_check_spent_once() {
         return;
     };
     let name = policy_name("reshard");
-    let (_, policy) = twins(
-        &name,
-        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
-        None,
-    );
+    let (_, policy) = one_user_scope(&name);
     let org = orgs_on_every_node(&cluster, 1)[0].clone();
     let slot = cluster.key_slot(&org);
     assert_eq!(RedisCluster::node_of_slot(slot), 0);
     let blocking = RedisBackend::open_cluster(cluster.urls())
         .unwrap()
         .with_deadline(Duration::from_secs(5));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let async_backend = rt.block_on(async {
         AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(5))
             .unwrap()
@@ -539,21 +549,14 @@ fn a_check_that_timed_out_is_never_sent_again() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let (_, policy) = twins(
-        &policy_name("timeout"),
-        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
-        None,
-    );
+    let (_, policy) = one_user_scope(&policy_name("timeout"));
     let org = orgs_on_every_node(&cluster, 1)[1].clone();
     assert_eq!(RedisCluster::node_of_slot(cluster.key_slot(&org)), 1);
     let deadline = Duration::from_millis(300);
     let blocking = RedisBackend::open_cluster(cluster.urls())
         .unwrap()
         .with_deadline(deadline);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let async_backend = rt.block_on(async {
         AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
     });
@@ -690,10 +693,7 @@ fn opening_a_cluster_backend_rejects_bad_arguments() {
         AsyncRedisBackend::open_cluster(["redis://127.0.0.1:1/"]).unwrap_err(),
         RedisCheckError::NoRuntime
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         assert!(matches!(
             AsyncRedisBackend::open_cluster(none),
@@ -716,11 +716,7 @@ fn blocking_cluster_call_with_a_paused_seed_answers_within_the_deadline() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let (_, policy) = twins(
-        &policy_name("paused_seed"),
-        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
-        None,
-    );
+    let (_, policy) = one_user_scope(&policy_name("paused_seed"));
     let org = orgs_on_every_node(&cluster, 1)[0].clone();
     let deadline = Duration::from_millis(300);
     let urls = cluster.urls();
@@ -750,18 +746,11 @@ fn async_cluster_call_with_a_paused_seed_answers_within_the_deadline() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let (_, policy) = twins(
-        &policy_name("paused_seed_async"),
-        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
-        None,
-    );
+    let (_, policy) = one_user_scope(&policy_name("paused_seed_async"));
     let org = orgs_on_every_node(&cluster, 1)[0].clone();
     let deadline = Duration::from_millis(300);
     let urls = cluster.urls();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let backend = rt.block_on(async {
         AsyncRedisBackend::open_cluster_with_deadline([&urls[1], &urls[0], &urls[2]], deadline)
             .unwrap()
@@ -786,20 +775,13 @@ fn noscript_on_a_healthy_node_is_recovered_while_another_master_is_paused() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let (_, policy) = twins(
-        &policy_name("noscript_paused"),
-        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
-        None,
-    );
+    let (_, policy) = one_user_scope(&policy_name("noscript_paused"));
     let org = orgs_on_every_node(&cluster, 1)[0].clone();
     let deadline = Duration::from_millis(300);
     let blocking = RedisBackend::open_cluster(cluster.urls())
         .unwrap()
         .with_deadline(deadline);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let backend = rt.block_on(async {
         AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
     });
@@ -844,11 +826,7 @@ fn odd_cluster_arguments_never_panic() {
         }));
         assert!(r.is_ok(), "open_cluster({url:?}) panicked");
         if let Ok(Ok(())) = r {
-            let (_, policy) = twins(
-                &policy_name("odd"),
-                &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
-                None,
-            );
+            let (_, policy) = one_user_scope(&policy_name("odd"));
             let b = RedisBackend::open_cluster([url]).unwrap();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 policy.check(&b, &req("u", "o"), 1).map(|_| ())
@@ -857,11 +835,7 @@ fn odd_cluster_arguments_never_panic() {
         }
     }
     for deadline in [Duration::ZERO, Duration::from_millis(50), Duration::MAX] {
-        let (_, policy) = twins(
-            &policy_name("odd"),
-            &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
-            None,
-        );
+        let (_, policy) = one_user_scope(&policy_name("odd"));
         let b = RedisBackend::open_cluster(["redis://127.0.0.1:1/"])
             .unwrap()
             .with_deadline(deadline);
@@ -870,10 +844,7 @@ fn odd_cluster_arguments_never_panic() {
         }));
         assert!(matches!(r, Ok(Err(_))), "deadline {deadline:?}: {r:?}");
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     for url in [
         "",
         "redis://",
@@ -887,11 +858,7 @@ fn odd_cluster_arguments_never_panic() {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 rt.block_on(async {
                     let b = AsyncRedisBackend::open_cluster_with_deadline([url], deadline)?;
-                    let (_, policy) = twins(
-                        &policy_name("odd"),
-                        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
-                        None,
-                    );
+                    let (_, policy) = one_user_scope(&policy_name("odd"));
                     if deadline != Duration::MAX {
                         policy.check_async(&b, &req("u", "o"), 1).await.map(|_| ())
                     } else {
@@ -913,21 +880,14 @@ fn a_redirection_loop_ends_in_a_fault_that_spent_nothing() {
         return;
     };
     let name = policy_name("bounce");
-    let (_, policy) = twins(
-        &name,
-        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
-        None,
-    );
+    let (_, policy) = one_user_scope(&name);
     let org = orgs_on_every_node(&cluster, 1)[0].clone();
     let slot = cluster.key_slot(&org);
     let deadline = Duration::from_secs(2);
     let blocking = RedisBackend::open_cluster(cluster.urls())
         .unwrap()
         .with_deadline(deadline);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let backend = rt.block_on(async {
         AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
     });
@@ -967,17 +927,10 @@ fn async_cluster_backend_recovers_after_its_runtime_is_dropped() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let (_, policy) = twins(
-        &policy_name("runtime"),
-        &[("user", SlidingLog::new(rate("5/day")).into(), Key::User)],
-        None,
-    );
+    let (_, policy) = one_user_scope(&policy_name("runtime"));
     let org = orgs_on_every_node(&cluster, 1)[0].clone();
     let r = req("u", &org);
-    let first = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let first = runtime();
     let backend = first.block_on(async {
         AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(2))
             .unwrap()
@@ -985,10 +938,7 @@ fn async_cluster_backend_recovers_after_its_runtime_is_dropped() {
     let d = first.block_on(policy.check_async(&backend, &r, 1)).unwrap();
     assert_eq!(d.scopes().next().unwrap().decision.remaining(), 4);
     drop(first);
-    let second = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let second = runtime();
     let once = second.block_on(policy.check_async(&backend, &r, 1));
     let left = match once {
         Ok(d) => d.scopes().next().unwrap().decision.remaining(),
@@ -1028,10 +978,7 @@ fn a_multi_key_check_during_a_migration_is_a_fault_until_the_slot_is_handed_over
     let blocking = RedisBackend::open_cluster(cluster.urls())
         .unwrap()
         .with_deadline(Duration::from_secs(2));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let backend = rt.block_on(async {
         AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(2))
             .unwrap()
