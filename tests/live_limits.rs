@@ -494,41 +494,50 @@ mod unkeyed_races {
     use std::sync::{mpsc, Arc, Barrier};
     use std::time::Duration;
 
-    use ratewarden::algorithm::{Algorithm, Packed, SeqCell};
+    use ratewarden::algorithm::{Algorithm, Packed};
     use ratewarden::{CheckError, Clock, Decision, FixedWindow, Gcra, Nanos, Rate, UnkeyedLimiter};
+
+    /// `impl Algorithm for $wrapper` delegating to the wrapped algorithm, plus the
+    /// items given (what the wrapper does differently).
+    macro_rules! wrapping {
+        ($wrapper:ident($inner:ty); $($item:item)*) => {
+            impl Algorithm for $wrapper {
+                type State = <$inner as Algorithm>::State;
+                type Cell = <$inner as Algorithm>::Cell;
+                fn rate(&self) -> Rate {
+                    self.0.rate()
+                }
+                fn with_rate(&self, rate: Rate) -> Self {
+                    $wrapper(self.0.with_rate(rate))
+                }
+                fn limit(&self) -> u64 {
+                    self.0.limit()
+                }
+                fn fresh(&self) -> Self::State {
+                    self.0.fresh()
+                }
+                fn decide(&self, s: &mut Self::State, now: Nanos, cost: u64) -> Decision {
+                    self.0.decide(s, now, cost)
+                }
+                fn commit(&self, s: &mut Self::State, now: Nanos, cost: u64) {
+                    self.0.commit(s, now, cost)
+                }
+                fn refund(&self, s: &mut Self::State, now: Nanos, cost: u64) {
+                    self.0.refund(s, now, cost)
+                }
+                fn is_idle(&self, s: &Self::State, now: Nanos) -> bool {
+                    self.0.is_idle(s, now)
+                }
+                $($item)*
+            }
+        };
+    }
 
     /// A FixedWindow that does not override `pack` (the trait's documented default).
     #[derive(Debug, Clone)]
     struct NoPack(FixedWindow);
 
-    impl Algorithm for NoPack {
-        type State = <FixedWindow as Algorithm>::State;
-        type Cell = <FixedWindow as Algorithm>::Cell;
-        fn rate(&self) -> Rate {
-            self.0.rate()
-        }
-        fn with_rate(&self, rate: Rate) -> Self {
-            NoPack(self.0.with_rate(rate))
-        }
-        fn limit(&self) -> u64 {
-            self.0.limit()
-        }
-        fn fresh(&self) -> Self::State {
-            self.0.fresh()
-        }
-        fn decide(&self, s: &mut Self::State, now: Nanos, cost: u64) -> Decision {
-            self.0.decide(s, now, cost)
-        }
-        fn commit(&self, s: &mut Self::State, now: Nanos, cost: u64) {
-            self.0.commit(s, now, cost)
-        }
-        fn refund(&self, s: &mut Self::State, now: Nanos, cost: u64) {
-            self.0.refund(s, now, cost)
-        }
-        fn is_idle(&self, s: &Self::State, now: Nanos) -> bool {
-            self.0.is_idle(s, now)
-        }
-    }
+    wrapping! { NoPack(FixedWindow); }
 
     static PROGRESS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
@@ -578,24 +587,8 @@ mod unkeyed_races {
     static GATE: std::sync::OnceLock<(Barrier, Barrier)> = std::sync::OnceLock::new();
     static SEEN_INTERVAL: AtomicU64 = AtomicU64::new(0);
 
-    impl Algorithm for Paused {
-        type State = u64;
-        type Cell = SeqCell<u64>;
-        fn rate(&self) -> Rate {
-            self.0.rate()
-        }
-        fn with_rate(&self, rate: Rate) -> Self {
-            Paused(self.0.with_rate(rate))
-        }
-        fn limit(&self) -> u64 {
-            self.0.limit()
-        }
-        fn fresh(&self) -> u64 {
-            self.0.fresh()
-        }
-        fn decide(&self, s: &mut u64, now: Nanos, cost: u64) -> Decision {
-            self.0.decide(s, now, cost)
-        }
+    wrapping! {
+        Paused(Gcra);
         fn decide_and_commit(&self, s: &mut u64, now: Nanos, cost: u64) -> Decision {
             let d = self.0.decide_and_commit(s, now, cost);
             if ARM.swap(false, Ordering::SeqCst) {
@@ -605,15 +598,6 @@ mod unkeyed_races {
                 b.wait(); // the change is done
             }
             d
-        }
-        fn commit(&self, s: &mut u64, now: Nanos, cost: u64) {
-            self.0.commit(s, now, cost)
-        }
-        fn refund(&self, s: &mut u64, now: Nanos, cost: u64) {
-            self.0.refund(s, now, cost)
-        }
-        fn is_idle(&self, s: &u64, now: Nanos) -> bool {
-            self.0.is_idle(s, now)
         }
         fn carry_over(&self, next: &Self, s: &mut u64, now: Nanos) {
             self.0.carry_over(&next.0, s, now)
@@ -685,35 +669,10 @@ mod unkeyed_races {
     static ARM_UNPACK: AtomicBool = AtomicBool::new(false);
     static UNPACK_GATE: std::sync::OnceLock<(Barrier, Barrier)> = std::sync::OnceLock::new();
 
-    impl Algorithm for SlowRead {
-        type State = ratewarden::algorithm::SlidingWindowState;
-        type Cell = SeqCell<ratewarden::algorithm::SlidingWindowState>;
-        fn rate(&self) -> Rate {
-            self.0.rate()
-        }
-        fn with_rate(&self, rate: Rate) -> Self {
-            SlowRead(self.0.with_rate(rate))
-        }
-        fn limit(&self) -> u64 {
-            self.0.limit()
-        }
-        fn fresh(&self) -> Self::State {
-            self.0.fresh()
-        }
-        fn decide(&self, s: &mut Self::State, now: Nanos, cost: u64) -> Decision {
-            self.0.decide(s, now, cost)
-        }
+    wrapping! {
+        SlowRead(ratewarden::SlidingWindow);
         fn decide_and_commit(&self, s: &mut Self::State, now: Nanos, cost: u64) -> Decision {
             self.0.decide_and_commit(s, now, cost)
-        }
-        fn commit(&self, s: &mut Self::State, now: Nanos, cost: u64) {
-            self.0.commit(s, now, cost)
-        }
-        fn refund(&self, s: &mut Self::State, now: Nanos, cost: u64) {
-            self.0.refund(s, now, cost)
-        }
-        fn is_idle(&self, s: &Self::State, now: Nanos) -> bool {
-            self.0.is_idle(s, now)
         }
         fn carry_over(&self, next: &Self, s: &mut Self::State, now: Nanos) {
             self.0.carry_over(&next.0, s, now)
