@@ -202,13 +202,19 @@ fn flush_scripts(cluster: &RedisCluster) {
     }
 }
 
-/// Asserts the scenario exercised both outcomes.
-fn assert_mixed(all: &[Seen]) {
+/// Asserts the scenario exercised both outcomes, with policy `name`'s keys on every
+/// master.
+fn assert_mixed_on_every_master(all: &[Seen], cluster: &RedisCluster, name: &str) {
     let allowed = all.iter().filter(|s| s.0).count();
     assert!(
         allowed > 0 && allowed < all.len(),
         "{allowed} of {} allowed",
         all.len()
+    );
+    assert_eq!(
+        nodes_holding(cluster, name),
+        BTreeSet::from([0, 1, 2]),
+        "the policy's keys lie on every master"
     );
 }
 
@@ -282,12 +288,7 @@ fn blocking_cluster_backend_agrees_with_the_in_process_policy_on_every_node() {
         assert_eq!(theirs, mine, "request {i}: {r:?} cost {cost}");
         all.push(mine);
     }
-    assert_mixed(&all);
-    assert_eq!(
-        nodes_holding(&cluster, &name),
-        BTreeSet::from([0, 1, 2]),
-        "the policy's keys lie on every master"
-    );
+    assert_mixed_on_every_master(&all, &cluster, &name);
 }
 
 /// The same through the async cluster backend on tokio, at the servers' own time: the
@@ -343,12 +344,7 @@ fn async_cluster_backend_agrees_with_the_in_process_policy_on_every_node() {
         }
         all
     });
-    assert_mixed(&all);
-    assert_eq!(
-        nodes_holding(&cluster, &name),
-        BTreeSet::from([0, 1, 2]),
-        "the policy's keys lie on every master"
-    );
+    assert_mixed_on_every_master(&all, &cluster, &name);
 }
 
 /// A single-node backend pointed at the first master answers for its own slots and fails
