@@ -88,18 +88,25 @@ fn threads_on_many_overlapping_keys_get_exactly_the_limit_per_key() {
     });
 }
 
-#[test]
-fn unkeyed_gcra_is_exact_under_threads() {
+/// Four threads race on one unkeyed limiter at a frozen instant, with costs of 1 to 3:
+/// exactly the limit is admitted, whatever the cell (GCRA's and the windows' version
+/// counted words, the sliding log's mutex).
+fn unkeyed_is_exact_under_threads<A: ratewarden::algorithm::Algorithm>(name: &str, alg: A) {
+    let limit = alg.limit();
     let (clock, _mock) = Clock::mock();
-    let limiter = Arc::new(UnkeyedLimiter::with_clock(Gcra::new(rate("5000/s")), clock));
+    let limiter = Arc::new(UnkeyedLimiter::with_clock(alg, clock));
     let admitted = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = (0..4)
-        .map(|_| {
-            let (limiter, admitted) = (limiter.clone(), admitted.clone());
+    let start = Arc::new(std::sync::Barrier::new(4));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (limiter, admitted, start) = (limiter.clone(), admitted.clone(), start.clone());
             std::thread::spawn(move || {
-                for _ in 0..3_000 {
-                    if limiter.check(1).unwrap().is_allowed() {
-                        admitted.fetch_add(1, Ordering::Relaxed);
+                start.wait();
+                for i in 0..10_000u64 {
+                    // Ones at the end, so that the last units are fought over one by one.
+                    let cost = if i < 6_000 { 1 + (i + t) % 3 } else { 1 };
+                    if limiter.check(cost).unwrap().is_allowed() {
+                        admitted.fetch_add(cost, Ordering::Relaxed);
                     }
                 }
             })
@@ -108,7 +115,17 @@ fn unkeyed_gcra_is_exact_under_threads() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(admitted.load(Ordering::Relaxed), 5_000);
+    assert_eq!(admitted.load(Ordering::Relaxed), limit, "{name}");
+    assert_eq!(limiter.peek(0).unwrap().remaining(), 0, "{name}");
+}
+
+#[test]
+fn unkeyed_limiters_are_exact_under_threads() {
+    let r = rate("20000/s");
+    unkeyed_is_exact_under_threads("gcra", Gcra::new(r));
+    unkeyed_is_exact_under_threads("fixed window", FixedWindow::new(r));
+    unkeyed_is_exact_under_threads("sliding window", SlidingWindow::new(r));
+    unkeyed_is_exact_under_threads("sliding log", SlidingLog::new(r));
 }
 
 #[test]
