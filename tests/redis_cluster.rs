@@ -108,6 +108,13 @@ fn one_user_scope(name: &str) -> (Policy<Req>, RedisPolicy<Req>) {
     )
 }
 
+/// The Redis policy of [`one_user_scope`], and an organization whose keys lie on the
+/// first master.
+fn one_user_scope_on_one_org(cluster: &RedisCluster, name: &str) -> (RedisPolicy<Req>, String) {
+    let (_, policy) = one_user_scope(name);
+    (policy, orgs_on_every_node(cluster, 1)[0].clone())
+}
+
 fn rate(s: &str) -> Rate {
     s.parse().unwrap()
 }
@@ -469,8 +476,7 @@ fn a_resharding_is_followed_and_each_check_spent_once() {
         return;
     };
     let name = policy_name("reshard");
-    let (_, policy) = one_user_scope(&name);
-    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &name);
     let slot = cluster.key_slot(&org);
     assert_eq!(RedisCluster::node_of_slot(slot), 0);
     let blocking = RedisBackend::open_cluster(cluster.urls())
@@ -712,8 +718,7 @@ fn blocking_cluster_call_with_a_paused_seed_answers_within_the_deadline() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let (_, policy) = one_user_scope(&policy_name("paused_seed"));
-    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("paused_seed"));
     let deadline = Duration::from_millis(300);
     let urls = cluster.urls();
     let blocking = RedisBackend::open_cluster([&urls[1], &urls[0], &urls[2]])
@@ -742,8 +747,7 @@ fn async_cluster_call_with_a_paused_seed_answers_within_the_deadline() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let (_, policy) = one_user_scope(&policy_name("paused_seed_async"));
-    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("paused_seed_async"));
     let deadline = Duration::from_millis(300);
     let urls = cluster.urls();
     let rt = runtime();
@@ -771,8 +775,7 @@ fn noscript_on_a_healthy_node_is_recovered_while_another_master_is_paused() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let (_, policy) = one_user_scope(&policy_name("noscript_paused"));
-    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("noscript_paused"));
     let deadline = Duration::from_millis(300);
     let blocking = RedisBackend::open_cluster(cluster.urls())
         .unwrap()
@@ -876,8 +879,7 @@ fn a_redirection_loop_ends_in_a_fault_that_spent_nothing() {
         return;
     };
     let name = policy_name("bounce");
-    let (_, policy) = one_user_scope(&name);
-    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &name);
     let slot = cluster.key_slot(&org);
     let deadline = Duration::from_secs(2);
     let blocking = RedisBackend::open_cluster(cluster.urls())
@@ -923,8 +925,7 @@ fn async_cluster_backend_recovers_after_its_runtime_is_dropped() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let (_, policy) = one_user_scope(&policy_name("runtime"));
-    let org = orgs_on_every_node(&cluster, 1)[0].clone();
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("runtime"));
     let r = req("u", &org);
     let first = runtime();
     let backend = first.block_on(async {
