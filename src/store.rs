@@ -71,13 +71,18 @@ struct Entry<K, S> {
 
 /// A shard's keys, its copy of the algorithm's parameters and its operation count,
 /// under one lock.
+///
+/// In this order (`repr(C)`), so that what every check writes — the lock and `ops` —
+/// shares the shard's first cache line with the table's header, and the parameters
+/// after them are only read: a check on another core moves one line, not two.
+#[repr(C)]
 struct Table<K, A: Algorithm> {
     entries: HashTable<Entry<K, A::State>>,
-    alg: A,
     /// Operations since the last sweep.
     ops: usize,
     /// When the last sweep ran.
     swept_at: Nanos,
+    alg: A,
 }
 
 #[repr(align(128))]
@@ -355,5 +360,33 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
                 entries.shrink_to(entries.len() * 2, |e| self.hasher.hash_one(&e.key));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Gcra, Rate, SlidingWindow};
+
+    /// Where a field lies from the start of its shard, in bytes.
+    fn offset<K, A: Algorithm, T>(shard: &Shard<K, A>, field: &T) -> usize {
+        field as *const T as usize - shard as *const Shard<K, A> as usize
+    }
+
+    #[test]
+    fn what_a_check_writes_shares_the_shards_first_cache_line() {
+        fn check<A: Algorithm>(alg: A) {
+            let store: Store<u64, A> = Store::new(&alg, 1, usize::MAX, OnFull::Reject);
+            let shard = &store.shards[0];
+            let lock = offset(shard, &shard.0);
+            let table = shard.0.lock();
+            let ops = offset(shard, &table.ops);
+            let header = offset(shard, &table.entries);
+            assert!(lock < 64 && ops + 8 <= 64, "lock at {lock}, ops at {ops}");
+            assert!(header + std::mem::size_of_val(&table.entries) <= 64);
+            assert_eq!(shard as *const Shard<u64, A> as usize % 128, 0);
+        }
+        check(Gcra::new(Rate::per_second(10).unwrap()));
+        check(SlidingWindow::new(Rate::per_second(10).unwrap()));
     }
 }
