@@ -2,7 +2,7 @@
 //!
 //! Each library runs in its own child process so that resident-set figures do not mix:
 //! 1 000 000 keys are checked once, then they go idle, then 200 000 checks on 1 000 other
-//! keys run. ratewarden gets no call at all; governor is measured before and after its
+//! keys run over 1.5 s. ratewarden gets no call at all; governor is measured before and after its
 //! `retain_recent()` + `shrink_to_fit()`, which it needs to give memory back.
 //!
 //! `cargo run --release --example memory`
@@ -12,6 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 const KEYS: u64 = 1_000_000;
+
+/// Between two rounds of the traffic that follows the idle keys: 200 rounds last 1.5 s.
+const PAUSE: Duration = Duration::from_micros(7_500);
 
 fn rss() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
@@ -42,6 +45,7 @@ fn child(which: &str) -> Result<(), Box<dyn std::error::Error>> {
                 for i in 0..1_000 {
                     limiter.check(&key(KEYS + i + round % 2), 1)?;
                 }
+                std::thread::sleep(PAUSE);
             }
             println!("{base} {peak} {} {}", rss(), limiter.len());
         }
@@ -57,6 +61,7 @@ fn child(which: &str) -> Result<(), Box<dyn std::error::Error>> {
                 for i in 0..1_000 {
                     let _ = limiter.check_key(&key(KEYS + i + round % 2));
                 }
+                std::thread::sleep(PAUSE);
             }
             let idle = rss();
             limiter.retain_recent();
@@ -87,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mib = |b: f64| b / 1048576.0;
     let per_key = |v: &[f64]| (v[1] - v[0]) / KEYS as f64;
-    println!("1 000 000 keys, GCRA, 1000/s each; then idle; then 200 000 checks on other keys\n");
+    println!("1 000 000 keys, GCRA, 1000/s each; then idle; then 200 000 checks on other keys over 1.5 s\n");
     println!("{:<28} {:>12} {:>12}", "", "ratewarden", "governor");
     println!(
         "{:<28} {:>12.1} {:>12.1}",

@@ -15,11 +15,14 @@
 //!   no information, so dropping it loses nothing. Sweeps drop keys that have been idle
 //!   for at least [`IDLE_GRACE`] (one second), so that keys which refill between their
 //!   own requests are not dropped and re-inserted on every visit. Each shard counts the
-//!   operations on it; once they reach half its size, and a quarter of the grace period
-//!   has passed since its last sweep, the operation that got there sweeps the shard
-//!   (`retain` of non-idle keys, then a shrink if the table is mostly empty). The cost
-//!   is amortised O(1) per operation (and at most four passes a second over a busy
-//!   shard), needs no background thread and no user call, and memory follows the
+//!   operations on it; the operation that finds a sweep due runs it (`retain` of
+//!   non-idle keys, then a shrink if the table is mostly empty). A sweep is due once the
+//!   operations since the last one reach half the shard's size and a quarter of the
+//!   grace period has passed (amortised O(1) per operation, at most four passes a second
+//!   over a busy shard), or once two grace periods have passed and the shard has seen at
+//!   least a few dozen operations (so that a trickle of traffic still reclaims a large
+//!   crowd of idle keys within seconds: at most one pass every two seconds, about a
+//!   nanosecond per key). No background thread and no user call: memory follows the
 //!   *active* key set.
 //! - **Key cap.** [`max_keys`](crate::KeyedBuilder::max_keys) bounds the number of keys
 //!   against key spraying. A new key at the cap triggers a sweep of its shard if the
@@ -110,6 +113,11 @@ const MIN_SWEEP_INTERVAL: usize = 64;
 /// evictable only [`IDLE_GRACE`] after their last use, so sweeping a busy shard more
 /// often finds little and costs a pass over its keys each time.
 const SWEEP_GAP_NANOS: u64 = IDLE_GRACE_NANOS / 4;
+
+/// Time after which a shard that sees any traffic sweeps, however little: keys that went
+/// idle together are reclaimed even when the traffic after them is a fraction of their
+/// number.
+const SWEEP_PERIOD_NANOS: u64 = 2 * IDLE_GRACE_NANOS;
 
 impl<K, A: Algorithm> Store<K, A> {
     pub(crate) fn len(&self) -> usize {
@@ -334,8 +342,12 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     #[inline]
     fn tick(&self, table: &mut Table<K, A>, now: Nanos) {
         table.ops += 1;
-        if table.ops > (table.entries.len() / 2).max(MIN_SWEEP_INTERVAL)
-            && now.saturating_sub(table.swept_at) >= SWEEP_GAP_NANOS
+        if table.ops < MIN_SWEEP_INTERVAL {
+            return;
+        }
+        let since = now.saturating_sub(table.swept_at);
+        if since >= SWEEP_PERIOD_NANOS
+            || (since >= SWEEP_GAP_NANOS && table.ops > table.entries.len() / 2)
         {
             table.ops = 0;
             self.sweep(table, now);
@@ -366,7 +378,37 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Gcra, Rate, SlidingWindow};
+    use crate::{Clock, Gcra, KeyedLimiter, Rate, SlidingWindow};
+    use std::time::Duration;
+
+    #[test]
+    fn a_trickle_of_traffic_reclaims_a_crowd_of_idle_keys() {
+        let (clock, mock) = Clock::mock();
+        let limiter: KeyedLimiter<u64> =
+            KeyedLimiter::builder(Gcra::new(Rate::per_second(1_000).unwrap()))
+                .clock(clock)
+                .shards(1)
+                .build();
+        for key in 0..10_000u64 {
+            limiter.check(&key, 1).unwrap();
+        }
+        // A sweep while the crowd is still active: it keeps every key and starts the
+        // operation count afresh.
+        mock.increment(Duration::from_millis(300));
+        limiter.check(&0, 1).unwrap();
+        assert_eq!(limiter.len(), 10_000);
+        // The crowd goes idle; far fewer operations than its size follow, spread over
+        // a few seconds.
+        let active = 10u64;
+        for _ in 0..30 {
+            mock.increment(Duration::from_millis(100));
+            for key in 0..active {
+                limiter.check(&(100_000 + key), 1).unwrap();
+            }
+        }
+        assert_eq!(limiter.len() as u64, active, "idle keys still tracked");
+        assert_eq!(limiter.evictions(), 10_000);
+    }
 
     /// Where a field lies from the start of its shard, in bytes.
     fn offset<K, A: Algorithm, T>(shard: &Shard<K, A>, field: &T) -> usize {
