@@ -14,6 +14,9 @@ use ratewarden::{
     SlidingLog, SlidingWindow, UnkeyedLimiter,
 };
 
+#[path = "common/config_files.rs"]
+mod config_files;
+
 const MS: u64 = 1_000_000;
 
 /// Every observable field of a decision.
@@ -871,26 +874,13 @@ fn calendar_quotas_survive_a_restart_with_each_key_in_its_own_period() {
 mod seed_configs {
     //! The seeds' own configurations (`examples/config/`) snapshot and restore whole.
 
-    use std::path::{Path, PathBuf};
     use std::time::Duration;
 
-    use ratewarden::config::{Attributes, PolicyConfig};
+    use ratewarden::config::Attributes;
     use ratewarden::snapshot::PolicySnapshot;
     use ratewarden::{Clock, Policy};
 
-    fn config_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config")
-    }
-
-    fn parse(path: &Path) -> PolicyConfig {
-        let text = std::fs::read_to_string(path).unwrap();
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => toml::from_str(&text).unwrap(),
-            Some("json") => serde_json::from_str(&text).unwrap(),
-            Some("yaml" | "yml") => serde_norway::from_str(&text).unwrap(),
-            other => panic!("unexpected config file extension {other:?}"),
-        }
-    }
+    use super::config_files::{config_dir, parse};
 
     #[test]
     fn every_seed_policy_snapshots_and_restores_every_scope() {
