@@ -515,6 +515,11 @@ struct Req {
     org: u64,
 }
 
+/// A scope keyed by the request's organization.
+fn by_org<A: Algorithm>(name: &str, alg: A) -> Scope<Req> {
+    Scope::keyed(name, alg, |r: &Req| Some(r.org))
+}
+
 fn v1(clock: &Clock) -> Policy<Req> {
     Policy::builder()
         .clock(clock.clone())
@@ -523,25 +528,18 @@ fn v1(clock: &Clock) -> Policy<Req> {
             Gcra::new("10/min".parse().unwrap()),
             |r: &Req| Some(r.user),
         ))
-        .scope(Scope::keyed(
-            "org",
-            FixedWindow::new("100/hour".parse().unwrap()),
-            |r: &Req| Some(r.org),
-        ))
-        .scope(Scope::keyed(
+        .scope(by_org("org", FixedWindow::new("100/hour".parse().unwrap())))
+        .scope(by_org(
             "org_burst",
             SlidingLog::new("20/min".parse().unwrap()),
-            |r: &Req| Some(r.org),
         ))
-        .scope(Scope::keyed(
+        .scope(by_org(
             "retired",
             SlidingWindow::new("50/min".parse().unwrap()),
-            |r: &Req| Some(r.org),
         ))
-        .scope(Scope::keyed(
+        .scope(by_org(
             "renamed_key",
             FixedWindow::new("5/min".parse().unwrap()),
-            |r: &Req| Some(r.org),
         ))
         .build()
 }
@@ -565,17 +563,9 @@ fn a_changed_policy_keeps_the_scopes_that_still_exist() {
             |r: &Req| Some(r.user),
         ))
         // same
-        .scope(Scope::keyed(
-            "org",
-            FixedWindow::new("100/hour".parse().unwrap()),
-            |r: &Req| Some(r.org),
-        ))
+        .scope(by_org("org", FixedWindow::new("100/hour".parse().unwrap())))
         // another algorithm now
-        .scope(Scope::keyed(
-            "org_burst",
-            Gcra::new("20/min".parse().unwrap()),
-            |r: &Req| Some(r.org),
-        ))
+        .scope(by_org("org_burst", Gcra::new("20/min".parse().unwrap())))
         // another key type now
         .scope(Scope::keyed(
             "renamed_key",
@@ -583,10 +573,9 @@ fn a_changed_policy_keeps_the_scopes_that_still_exist() {
             |r: &Req| Some(format!("org-{}", r.org)),
         ))
         // new
-        .scope(Scope::keyed(
+        .scope(by_org(
             "daily",
             FixedWindow::new("1000/day".parse().unwrap()),
-            |r: &Req| Some(r.org),
         ))
         .build();
     let report = new.restore(&snapshot).unwrap();
