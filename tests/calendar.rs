@@ -330,6 +330,16 @@ mod model {
         ]
     }
 
+    /// What a key's events (time in seconds, +admitted / -refunded) add up to in
+    /// `[ps, pe)`.
+    fn used_in(events: &[(i64, i64)], ps: i64, pe: i64) -> i64 {
+        events
+            .iter()
+            .filter(|(at, _)| ps <= *at && *at < pe)
+            .map(|(_, c)| c)
+            .sum()
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -365,12 +375,7 @@ mod model {
                     Op::Check(k, cost) => {
                         let (anchor, day, tod) = anchors[k];
                         let (ps, pe) = reference::month(t, day, tod);
-                        let used: i64 = events[k]
-                            .iter()
-                            .filter(|(at, _)| ps <= *at && *at < pe)
-                            .map(|(_, c)| c)
-                            .sum();
-                        let used = used as u64;
+                        let used = used_in(&events[k], ps, pe) as u64;
                         let result = limiter.check(&k, anchor, cost);
                         if cost > limit {
                             prop_assert_eq!(
@@ -401,11 +406,7 @@ mod model {
                     Op::Refund(k, cost) => {
                         let (anchor, day, tod) = anchors[k];
                         let (ps, pe) = reference::month(t, day, tod);
-                        let used: i64 = events[k]
-                            .iter()
-                            .filter(|(at, _)| ps <= *at && *at < pe)
-                            .map(|(_, c)| c)
-                            .sum();
+                        let used = used_in(&events[k], ps, pe);
                         limiter.refund(&k, anchor, cost);
                         let back = used.min(cost as i64);
                         if back > 0 {

@@ -3,26 +3,15 @@
 //! with its path.
 #![cfg(feature = "serde")]
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ratewarden::config::{Attributes, ConfigError, PolicyConfig, Problem};
 use ratewarden::{Clock, Policy, PolicyDecision, RateError};
 
-fn config_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config")
-}
+#[path = "common/config_files.rs"]
+mod config_files;
 
-/// Reads a configuration in the format its extension names.
-fn parse(path: &Path) -> PolicyConfig {
-    let text = std::fs::read_to_string(path).unwrap();
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => toml::from_str(&text).unwrap(),
-        Some("json") => serde_json::from_str(&text).unwrap(),
-        Some("yaml" | "yml") => serde_norway::from_str(&text).unwrap(),
-        other => panic!("unexpected config file extension {other:?}"),
-    }
-}
+use config_files::{config_dir, parse};
 
 fn seed(file: &str) -> (Policy<Attributes>, std::sync::Arc<quanta::Mock>) {
     let (clock, mock) = Clock::mock();

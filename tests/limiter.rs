@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ratewarden::algorithm::Algorithm;
 use ratewarden::{
-    Anchor, CheckError, Clock, FixedWindow, Gcra, KeyedLimiter, OnFull, Rate, SlidingLog,
+    Anchor, CheckError, Clock, Decision, FixedWindow, Gcra, KeyedLimiter, OnFull, Rate, SlidingLog,
     SlidingWindow, UnkeyedLimiter, IDLE_GRACE,
 };
 
@@ -383,6 +383,20 @@ fn no_algorithm_calls_a_key_idle_before_its_own_requests() {
     check(Gcra::new(r));
 }
 
+/// The checks of a sliding window and a sliding log (10/min) one second after both were
+/// filled at `t0` are denied: the 10 still fill the minute, whatever `what` asked about a
+/// later time in between. `who` starts the failure messages.
+fn assert_still_full(window: Decision, log: Decision, who: &str, what: &str) {
+    assert!(
+        window.is_denied(),
+        "{who}sliding window: the {what} emptied the window: {window:?}"
+    );
+    assert!(
+        log.is_denied(),
+        "{who}sliding log: the {what} emptied the log: {log:?}"
+    );
+}
+
 /// `peek` changes nothing: a peek at a later time (what would happen then?) must not
 /// move an unkeyed limiter's windows, or a check at the present time no longer counts
 /// what the present window holds.
@@ -399,15 +413,11 @@ fn an_unkeyed_peek_at_a_later_time_changes_nothing() {
     assert!(window.peek_at(1, t0 + 180 * S).unwrap().is_allowed());
     assert!(log.peek_at(1, t0 + 180 * S).unwrap().is_allowed());
     // One second after t0, the 10 admitted at t0 still fill the minute.
-    let d = window.check_at(1, t0 + S).unwrap();
-    assert!(
-        d.is_denied(),
-        "sliding window: the peek emptied the window: {d:?}"
-    );
-    let d = log.check_at(1, t0 + S).unwrap();
-    assert!(
-        d.is_denied(),
-        "sliding log: the peek emptied the log: {d:?}"
+    assert_still_full(
+        window.check_at(1, t0 + S).unwrap(),
+        log.check_at(1, t0 + S).unwrap(),
+        "",
+        "peek",
     );
 }
 
@@ -425,15 +435,11 @@ fn a_keyed_or_policy_peek_at_a_later_time_changes_nothing() {
     assert!(log.check_at(&1, 10, t0).unwrap().is_allowed());
     assert!(window.peek_at(&1, 1, t0 + 180 * S).unwrap().is_allowed());
     assert!(log.peek_at(&1, 1, t0 + 180 * S).unwrap().is_allowed());
-    let d = window.check_at(&1, 1, t0 + S).unwrap();
-    assert!(
-        d.is_denied(),
-        "sliding window: the peek emptied the window: {d:?}"
-    );
-    let d = log.check_at(&1, 1, t0 + S).unwrap();
-    assert!(
-        d.is_denied(),
-        "sliding log: the peek emptied the log: {d:?}"
+    assert_still_full(
+        window.check_at(&1, 1, t0 + S).unwrap(),
+        log.check_at(&1, 1, t0 + S).unwrap(),
+        "",
+        "peek",
     );
 
     let policy = ratewarden::Policy::builder()
@@ -483,15 +489,11 @@ fn a_check_of_cost_zero_at_a_later_time_changes_nothing() {
     assert!(log.check_at(10, t0).unwrap().is_allowed());
     assert!(window.check_at(0, later).unwrap().is_allowed());
     assert!(log.check_at(0, later).unwrap().is_allowed());
-    let d = window.check_at(1, t0 + S).unwrap();
-    assert!(
-        d.is_denied(),
-        "unkeyed sliding window: the cost-0 check emptied the window: {d:?}"
-    );
-    let d = log.check_at(1, t0 + S).unwrap();
-    assert!(
-        d.is_denied(),
-        "unkeyed sliding log: the cost-0 check emptied the log: {d:?}"
+    assert_still_full(
+        window.check_at(1, t0 + S).unwrap(),
+        log.check_at(1, t0 + S).unwrap(),
+        "unkeyed ",
+        "cost-0 check",
     );
 
     // Policy.

@@ -14,6 +14,9 @@ use ratewarden::{
     SlidingLog, SlidingWindow, UnkeyedLimiter,
 };
 
+#[path = "common/config_files.rs"]
+mod config_files;
+
 const MS: u64 = 1_000_000;
 
 /// Every observable field of a decision.
@@ -512,6 +515,11 @@ struct Req {
     org: u64,
 }
 
+/// A scope keyed by the request's organization.
+fn by_org<A: Algorithm>(name: &str, alg: A) -> Scope<Req> {
+    Scope::keyed(name, alg, |r: &Req| Some(r.org))
+}
+
 fn v1(clock: &Clock) -> Policy<Req> {
     Policy::builder()
         .clock(clock.clone())
@@ -520,25 +528,18 @@ fn v1(clock: &Clock) -> Policy<Req> {
             Gcra::new("10/min".parse().unwrap()),
             |r: &Req| Some(r.user),
         ))
-        .scope(Scope::keyed(
-            "org",
-            FixedWindow::new("100/hour".parse().unwrap()),
-            |r: &Req| Some(r.org),
-        ))
-        .scope(Scope::keyed(
+        .scope(by_org("org", FixedWindow::new("100/hour".parse().unwrap())))
+        .scope(by_org(
             "org_burst",
             SlidingLog::new("20/min".parse().unwrap()),
-            |r: &Req| Some(r.org),
         ))
-        .scope(Scope::keyed(
+        .scope(by_org(
             "retired",
             SlidingWindow::new("50/min".parse().unwrap()),
-            |r: &Req| Some(r.org),
         ))
-        .scope(Scope::keyed(
+        .scope(by_org(
             "renamed_key",
             FixedWindow::new("5/min".parse().unwrap()),
-            |r: &Req| Some(r.org),
         ))
         .build()
 }
@@ -562,17 +563,9 @@ fn a_changed_policy_keeps_the_scopes_that_still_exist() {
             |r: &Req| Some(r.user),
         ))
         // same
-        .scope(Scope::keyed(
-            "org",
-            FixedWindow::new("100/hour".parse().unwrap()),
-            |r: &Req| Some(r.org),
-        ))
+        .scope(by_org("org", FixedWindow::new("100/hour".parse().unwrap())))
         // another algorithm now
-        .scope(Scope::keyed(
-            "org_burst",
-            Gcra::new("20/min".parse().unwrap()),
-            |r: &Req| Some(r.org),
-        ))
+        .scope(by_org("org_burst", Gcra::new("20/min".parse().unwrap())))
         // another key type now
         .scope(Scope::keyed(
             "renamed_key",
@@ -580,10 +573,9 @@ fn a_changed_policy_keeps_the_scopes_that_still_exist() {
             |r: &Req| Some(format!("org-{}", r.org)),
         ))
         // new
-        .scope(Scope::keyed(
+        .scope(by_org(
             "daily",
             FixedWindow::new("1000/day".parse().unwrap()),
-            |r: &Req| Some(r.org),
         ))
         .build();
     let report = new.restore(&snapshot).unwrap();
@@ -871,26 +863,13 @@ fn calendar_quotas_survive_a_restart_with_each_key_in_its_own_period() {
 mod seed_configs {
     //! The seeds' own configurations (`examples/config/`) snapshot and restore whole.
 
-    use std::path::{Path, PathBuf};
     use std::time::Duration;
 
-    use ratewarden::config::{Attributes, PolicyConfig};
+    use ratewarden::config::Attributes;
     use ratewarden::snapshot::PolicySnapshot;
     use ratewarden::{Clock, Policy};
 
-    fn config_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config")
-    }
-
-    fn parse(path: &Path) -> PolicyConfig {
-        let text = std::fs::read_to_string(path).unwrap();
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => toml::from_str(&text).unwrap(),
-            Some("json") => serde_json::from_str(&text).unwrap(),
-            Some("yaml" | "yml") => serde_norway::from_str(&text).unwrap(),
-            other => panic!("unexpected config file extension {other:?}"),
-        }
-    }
+    use super::config_files::{config_dir, parse};
 
     #[test]
     fn every_seed_policy_snapshots_and_restores_every_scope() {
