@@ -342,61 +342,84 @@ impl<Req: 'static> Policy<Req> {
         });
         if let Ok(decision) = &mut out {
             let mut walk = Walk {
-                entries: &mut decision.entries,
-                allowed: &mut decision.allowed,
+                policy: self,
+                req,
+                cost,
+                now,
+                commit,
+                decision,
                 admit,
+                error: None,
             };
-            match self.step(0, req, cost, now, commit, &mut walk) {
-                Ok(()) if commit => self.stats.record(&self.name, decision),
-                Ok(()) => {}
-                Err(error) => out = Err(error),
+            if walk.step(0) {
+                if commit {
+                    self.stats.record(&self.name, walk.decision);
+                }
+            } else if let Some(error) = walk.error.take() {
+                out = Err(error);
             }
         }
         out
     }
+}
 
-    /// Decides scope `i` while holding its state, recursing into the scopes after it.
-    fn step(
-        &self,
-        i: usize,
-        req: &Req,
-        cost: u64,
-        now: Nanos,
-        commit: bool,
-        walk: &mut Walk<'_, '_>,
-    ) -> Result<(), PolicyError> {
-        let Some(scope) = self.scopes.get(i) else {
+/// One policy check in progress: what every scope's step reads, and the result it
+/// writes.
+struct Walk<'w, 'p, 'r, 'a, Req> {
+    policy: &'p Policy<Req>,
+    req: &'r Req,
+    cost: u64,
+    now: Nanos,
+    commit: bool,
+    decision: &'w mut PolicyDecision<'p>,
+    admit: Option<&'a mut dyn FnMut() -> bool>,
+    /// Why the walk failed, once a step returned `false`.
+    error: Option<PolicyError>,
+}
+
+impl<Req> Walk<'_, '_, '_, '_, Req> {
+    /// Decides scope `i` while holding its state, recursing into the scopes after it;
+    /// `false` once a scope failed (the error is in `self.error`).
+    fn step(&mut self, i: usize) -> bool {
+        let policy = self.policy;
+        let Some(scope) = policy.scopes.get(i) else {
             // Every scope is decided and held: the last word goes to the caller's hook.
-            if commit && *walk.allowed {
-                if let Some(admit) = walk.admit.as_mut() {
-                    *walk.allowed = admit();
+            if self.commit && self.decision.allowed {
+                if let Some(admit) = self.admit.as_mut() {
+                    self.decision.allowed = admit();
                 }
             }
-            return Ok(());
+            return true;
         };
+        let (req, cost, now) = (self.req, self.cost, self.now);
         let limit = scope.limit.as_ref().and_then(|limit| limit(req));
-        let mut rest = Ok(());
+        let mut rest = true;
         let outcome = scope.run.transact(req, cost, now, limit, &mut |decision| {
-            walk.entries.push(i, scope.shadow, *decision);
+            self.decision.entries.push(i, scope.shadow, *decision);
             if !scope.shadow && decision.is_denied() {
-                *walk.allowed = false;
+                self.decision.allowed = false;
             }
-            rest = self.step(i + 1, req, cost, now, commit, walk);
-            commit && rest.is_ok() && *walk.allowed
+            rest = self.step(i + 1);
+            self.commit && rest && self.decision.allowed
         });
-        // A denied request spent nothing: its scopes report what really remains.
-        if let (Some(Ok(remains)), false) = (&outcome, *walk.allowed) {
-            walk.entries.replace(i, *remains);
-        }
         match outcome {
-            None => self.step(i + 1, req, cost, now, commit, walk),
+            None => self.step(i + 1),
+            Some(Ok(remains)) => {
+                // A denied request spent nothing: its scopes report what really remains.
+                if !self.decision.allowed {
+                    self.decision.entries.replace(i, remains);
+                }
+                rest
+            }
             // A shadow scope never fails a request, not even for a cost it cannot hold.
-            Some(Err(_)) if scope.shadow => self.step(i + 1, req, cost, now, commit, walk),
-            Some(Err(error)) => Err(PolicyError {
-                scope: scope.name.clone(),
-                error,
-            }),
-            Some(Ok(_)) => rest,
+            Some(Err(_)) if scope.shadow => self.step(i + 1),
+            Some(Err(error)) => {
+                self.error = Some(PolicyError {
+                    scope: scope.name.clone(),
+                    error,
+                });
+                false
+            }
         }
     }
 }
@@ -408,12 +431,6 @@ pub struct Admitted<'p, T, E> {
     pub decision: PolicyDecision<'p>,
     /// What the admission returned; `None` if a rate scope denied first.
     pub outcome: Option<Result<T, E>>,
-}
-
-struct Walk<'w, 'a> {
-    entries: &'w mut Entries,
-    allowed: &'w mut bool,
-    admit: Option<&'a mut dyn FnMut() -> bool>,
 }
 
 impl<Req> fmt::Debug for Policy<Req> {

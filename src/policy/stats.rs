@@ -116,16 +116,30 @@ impl Stats {
         let Some(lines) = self.lines.get(first..first + self.lines_per_stripe) else {
             return;
         };
-        let bump = |counter: usize| {
-            let Some(line) = lines.get(counter / PER_LINE) else {
-                return;
-            };
-            let c = &line.0[counter % PER_LINE];
-            if stripe == 0 {
+        // One copy of the walk per way of counting, so that each count is one add.
+        if stripe == 0 {
+            self.record_in(lines, policy, decision, |c| {
                 c.fetch_add(1, Ordering::Relaxed);
-            } else {
-                // this thread is the stripe's only writer
-                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            });
+        } else {
+            // this thread is the stripe's only writer
+            self.record_in(lines, policy, decision, |c| {
+                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed)
+            });
+        }
+    }
+
+    #[inline(always)]
+    fn record_in(
+        &self,
+        lines: &[Line],
+        policy: &str,
+        decision: &PolicyDecision<'_>,
+        add: impl Fn(&AtomicU64),
+    ) {
+        let bump = |counter: usize| {
+            if let Some(line) = lines.get(counter / PER_LINE) {
+                add(&line.0[counter % PER_LINE]);
             }
         };
         bump(usize::from(decision.is_denied()));
@@ -133,7 +147,7 @@ impl Stats {
         if let Some(m) = &self.metrics {
             m.check(decision.is_allowed());
         }
-        for entry in decision.entries.iter() {
+        decision.entries.for_each(|entry| {
             let d = &entry.decision;
             let outcome = match (entry.shadow, d.is_denied()) {
                 (_, false) => 0,
@@ -161,7 +175,7 @@ impl Stats {
                     "rate limit denial"
                 );
             }
-        }
+        });
         let _ = policy;
     }
 
