@@ -9,6 +9,9 @@
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
+#[path = "common/redis_fixture.rs"]
+mod redis_fixture;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,39 +23,12 @@ use ratewarden::redis::{
 use ratewarden::{
     Anchor, CheckError, Decision, FixedWindow, Gcra, Policy, Rate, Scope, SlidingLog, SlidingWindow,
 };
+use redis_fixture::{req, Key, Req};
 use redis_server::RedisServer;
 
 const DAY: Duration = Duration::from_secs(86_400);
 /// Clock readings of the test, the library and the server may differ by this much.
 const SLACK: Duration = Duration::from_millis(5);
-
-#[derive(Clone, Debug)]
-struct Req {
-    user: String,
-    org: String,
-}
-
-fn req(user: &str, org: &str) -> Req {
-    Req {
-        user: user.into(),
-        org: org.into(),
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Key {
-    User,
-    Org,
-}
-
-impl Key {
-    fn of(self, r: &Req) -> Option<String> {
-        Some(match self {
-            Key::User => r.user.clone(),
-            Key::Org => r.org.clone(),
-        })
-    }
-}
 
 struct Spec {
     name: &'static str,

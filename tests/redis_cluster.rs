@@ -10,6 +10,9 @@ mod redis_server;
 #[path = "common/redis_cluster.rs"]
 mod redis_cluster;
 
+#[path = "common/redis_fixture.rs"]
+mod redis_fixture;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,34 +26,7 @@ use ratewarden::{
     SlidingWindow,
 };
 use redis_cluster::RedisCluster;
-
-#[derive(Clone, Debug)]
-struct Req {
-    user: String,
-    org: String,
-}
-
-fn req(user: &str, org: &str) -> Req {
-    Req {
-        user: user.into(),
-        org: org.into(),
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Key {
-    User,
-    Org,
-}
-
-impl Key {
-    fn of(self, r: &Req) -> Option<String> {
-        Some(match self {
-            Key::User => r.user.clone(),
-            Key::Org => r.org.clone(),
-        })
-    }
-}
+use redis_fixture::{req, Key, Req};
 
 static POLICY_ID: AtomicU64 = AtomicU64::new(0);
 
