@@ -23,7 +23,7 @@ use ratewarden::redis::{
 use ratewarden::{
     Anchor, CheckError, Decision, FixedWindow, Gcra, Policy, Rate, Scope, SlidingLog, SlidingWindow,
 };
-use redis_fixture::{req, Key, Req};
+use redis_fixture::{req, runtime, Key, Req};
 use redis_server::RedisServer;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -175,10 +175,7 @@ fn backends(specs: &[Spec]) -> Vec<Backend> {
                 .unwrap()
                 .with_deadline(Duration::from_secs(2)),
         ));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let backend = rt.block_on(async {
             AsyncRedisBackend::open_with_deadline(&url, Duration::from_secs(2)).unwrap()
         });
@@ -651,10 +648,7 @@ fn script_flush_mid_run_reloads_the_script_and_keeps_the_state() {
         return;
     };
     let redis = RedisBackend::open(&server.url()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let async_redis = rt.block_on(async { AsyncRedisBackend::open(&server.url()).unwrap() });
     let policy = all_four("flush");
     let r = req("u", "o");
@@ -762,10 +756,7 @@ fn fault_backends(
     let redis = RedisBackend::open(&server.url())
         .unwrap()
         .with_deadline(deadline);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let async_redis = rt.block_on(async {
         AsyncRedisBackend::open_with_deadline(&server.url(), deadline).unwrap()
     });

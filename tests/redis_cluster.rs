@@ -26,7 +26,7 @@ use ratewarden::{
     SlidingWindow,
 };
 use redis_cluster::RedisCluster;
-use redis_fixture::{req, Key, Req};
+use redis_fixture::{req, runtime, Key, Req};
 
 static POLICY_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -65,14 +65,6 @@ fn twins(
         local.build(),
         remote.build().expect("a valid cluster policy"),
     )
-}
-
-/// A single-threaded tokio runtime for the async backend.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// In-process and Redis twins of a policy with one scope: 5 a day per user (sliding log).

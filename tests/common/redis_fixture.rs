@@ -1,5 +1,6 @@
 //! What the single-node and the cluster Redis tests share: the request type (a user in
-//! an organization) and which of the two a scope is keyed by.
+//! an organization), which of the two a scope is keyed by, and a single-threaded tokio
+//! runtime for the async backends.
 
 #![allow(dead_code)]
 
@@ -29,4 +30,12 @@ impl Key {
             Key::Org => r.org.clone(),
         })
     }
+}
+
+/// A single-threaded tokio runtime for the async backend.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
