@@ -13,6 +13,9 @@ mod redis_cluster;
 #[path = "common/redis_fixture.rs"]
 mod redis_fixture;
 
+#[path = "common/redis_twins.rs"]
+mod redis_twins;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -22,11 +25,11 @@ use ratewarden::redis::{
     RedisScope,
 };
 use ratewarden::{
-    Anchor, Clock, FixedWindow, Gcra, Policy, PolicyDecision, Rate, Scope, SlidingLog,
-    SlidingWindow,
+    Anchor, Clock, FixedWindow, Gcra, Policy, Rate, Scope, SlidingLog, SlidingWindow,
 };
 use redis_cluster::RedisCluster;
 use redis_fixture::{req, runtime, Key, Req};
+use redis_twins::{seen, Seen, T0};
 
 static POLICY_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -85,30 +88,6 @@ fn one_user_scope_on_one_org(cluster: &RedisCluster, name: &str) -> (RedisPolicy
 
 fn rate(s: &str) -> Rate {
     s.parse().unwrap()
-}
-
-/// What both backends report: allowed, the denying scopes, the retry-after in whole
-/// microseconds (rounded up: the server's resolution), and each scope's limit and
-/// remaining.
-type Seen = (bool, Vec<String>, Option<u64>, Vec<(String, u64, u64)>);
-
-fn seen(d: &PolicyDecision<'_>, with_retry: bool) -> Seen {
-    (
-        d.is_allowed(),
-        d.denials().map(|s| s.name.to_owned()).collect(),
-        d.retry_after()
-            .filter(|_| with_retry)
-            .map(|r| (r.as_nanos() as u64).div_ceil(1_000)),
-        d.scopes()
-            .map(|s| {
-                (
-                    s.name.to_owned(),
-                    s.decision.limit(),
-                    s.decision.remaining(),
-                )
-            })
-            .collect(),
-    )
 }
 
 /// Organizations whose hash tags, together, lie on every master: `per_node` of each.
@@ -208,10 +187,8 @@ fn blocking_cluster_backend_agrees_with_the_in_process_policy_on_every_node() {
         .with_connections(2);
     assert!(redis.is_cluster());
     let name = policy_name("agree");
-    // Far in the future and aligned to a day, so that every window starts with the test.
-    let t0: u64 = 4_000_000_000_000_000 / 86_400_000_000 * 86_400_000_000;
     let (clock, mock) = Clock::mock();
-    mock.increment(Duration::from_micros(t0));
+    mock.increment(Duration::from_micros(T0));
     let (local, remote) = twins(
         &name,
         &[
@@ -256,7 +233,7 @@ fn blocking_cluster_backend_agrees_with_the_in_process_policy_on_every_node() {
         let mine = seen(&local.check(r, *cost).unwrap(), true);
         let theirs = seen(
             &remote
-                .check_at_micros(&redis, r, *cost, true, t0 + at)
+                .check_at_micros(&redis, r, *cost, true, T0 + at)
                 .unwrap(),
             true,
         );

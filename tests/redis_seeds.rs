@@ -8,11 +8,15 @@
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
+#[path = "common/redis_twins.rs"]
+mod redis_twins;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use ratewarden::redis::{RedisAlgorithm, RedisBackend, RedisPolicy, RedisScope};
-use ratewarden::{Clock, FixedWindow, Policy, PolicyDecision, Rate, Scope, SlidingLog};
+use ratewarden::{Clock, FixedWindow, Policy, Rate, Scope, SlidingLog};
+use redis_twins::{seen, Seen, T0};
 
 /// A request of any seed: the attributes its scopes key on.
 #[derive(Clone, Debug, Default)]
@@ -80,28 +84,6 @@ fn key(f: impl Fn(&Req) -> Option<String> + Send + Sync + 'static) -> KeyFn {
     Arc::new(f)
 }
 
-/// The fields both backends report.
-type Seen = (bool, Vec<String>, Option<u64>, Vec<(String, u64, u64)>);
-
-fn seen(d: &PolicyDecision<'_>) -> Seen {
-    (
-        d.is_allowed(),
-        d.denials().map(|s| s.name.to_owned()).collect(),
-        // in whole microseconds, rounded up: the server's resolution
-        d.retry_after()
-            .map(|r| (r.as_nanos() as u64).div_ceil(1_000)),
-        d.scopes()
-            .map(|s| {
-                (
-                    s.name.to_owned(),
-                    s.decision.limit(),
-                    s.decision.remaining(),
-                )
-            })
-            .collect(),
-    )
-}
-
 /// Runs `traffic` — (microseconds since the start, request, cost) — on both backends and
 /// returns what they agreed on.
 fn run(twin: Twin, traffic: &[(u64, Req, u64)]) -> Option<Vec<Seen>> {
@@ -109,10 +91,8 @@ fn run(twin: Twin, traffic: &[(u64, Req, u64)]) -> Option<Vec<Seen>> {
     let redis = RedisBackend::open(&server.url())
         .unwrap()
         .with_deadline(Duration::from_secs(5));
-    // Far in the future and aligned to a day, so that every window starts with the test.
-    let t0: u64 = 4_000_000_000_000_000 / 86_400_000_000 * 86_400_000_000;
     let (clock, mock) = Clock::mock();
-    mock.increment(Duration::from_micros(t0));
+    mock.increment(Duration::from_micros(T0));
     let local = twin.local.clock(clock).build();
     let remote = twin.redis.build().unwrap();
     let mut at = 0;
@@ -121,11 +101,12 @@ fn run(twin: Twin, traffic: &[(u64, Req, u64)]) -> Option<Vec<Seen>> {
         assert!(*when >= at, "traffic must be in time order");
         mock.increment(Duration::from_micros(when - at));
         at = *when;
-        let mine = seen(&local.check(req, *cost).unwrap());
+        let mine = seen(&local.check(req, *cost).unwrap(), true);
         let theirs = seen(
             &remote
-                .check_at_micros(&redis, req, *cost, true, t0 + at)
+                .check_at_micros(&redis, req, *cost, true, T0 + at)
                 .unwrap(),
+            true,
         );
         assert_eq!(theirs, mine, "request {i} at +{at} µs: {req:?}");
         all.push(mine);

@@ -1,0 +1,34 @@
+//! For holding the Redis backends to the in-process policy decision by decision: what
+//! both report of a decision, and the instant such a comparison starts at.
+
+#![allow(dead_code)]
+
+use ratewarden::PolicyDecision;
+
+/// Far in the future and aligned to a day, in microseconds since the epoch: every window
+/// of a test that starts here starts with the test.
+pub const T0: u64 = 4_000_000_000_000_000 / 86_400_000_000 * 86_400_000_000;
+
+/// What both backends report: allowed, the denying scopes, the retry-after (if
+/// `with_retry`) in whole microseconds (rounded up: the server's resolution), and each
+/// scope's limit and remaining.
+pub type Seen = (bool, Vec<String>, Option<u64>, Vec<(String, u64, u64)>);
+
+pub fn seen(d: &PolicyDecision<'_>, with_retry: bool) -> Seen {
+    (
+        d.is_allowed(),
+        d.denials().map(|s| s.name.to_owned()).collect(),
+        d.retry_after()
+            .filter(|_| with_retry)
+            .map(|r| (r.as_nanos() as u64).div_ceil(1_000)),
+        d.scopes()
+            .map(|s| {
+                (
+                    s.name.to_owned(),
+                    s.decision.limit(),
+                    s.decision.remaining(),
+                )
+            })
+            .collect(),
+    )
+}
