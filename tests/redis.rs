@@ -12,6 +12,9 @@ mod redis_server;
 #[path = "common/redis_fixture.rs"]
 mod redis_fixture;
 
+#[path = "common/redis_twins.rs"]
+mod redis_twins;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,10 +24,11 @@ use ratewarden::redis::{
     RedisPolicy, RedisScope,
 };
 use ratewarden::{
-    Anchor, CheckError, Decision, FixedWindow, Gcra, Policy, Rate, Scope, SlidingLog, SlidingWindow,
+    Anchor, CheckError, Decision, FixedWindow, Gcra, Policy, Rate, SlidingLog, SlidingWindow,
 };
 use redis_fixture::{req, runtime, Key, Req};
 use redis_server::RedisServer;
+use redis_twins::in_process_scope;
 
 const DAY: Duration = Duration::from_secs(86_400);
 /// Clock readings of the test, the library and the server may differ by this much.
@@ -139,15 +143,7 @@ fn in_process(specs: &[Spec]) -> Backend {
     let mut b = Policy::builder();
     for s in specs {
         let key = s.key;
-        let f = move |r: &Req| key.of(r);
-        let scope = match s.alg {
-            RedisAlgorithm::FixedWindow(a) => Scope::keyed(s.name, a, f),
-            RedisAlgorithm::SlidingWindow(a) => Scope::keyed(s.name, a, f),
-            RedisAlgorithm::SlidingLog(a) => Scope::keyed(s.name, a, f),
-            RedisAlgorithm::Gcra(a) => Scope::keyed(s.name, a, f),
-            _ => unreachable!(),
-        };
-        b = b.scope(scope);
+        b = b.scope(in_process_scope(s.name, s.alg, move |r: &Req| key.of(r)));
     }
     Backend::InProcess(b.build())
 }

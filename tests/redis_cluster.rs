@@ -24,12 +24,10 @@ use ratewarden::redis::{
     AsyncRedisBackend, FailureMode, RedisAlgorithm, RedisBackend, RedisCheckError, RedisPolicy,
     RedisScope,
 };
-use ratewarden::{
-    Anchor, Clock, FixedWindow, Gcra, Policy, Rate, Scope, SlidingLog, SlidingWindow,
-};
+use ratewarden::{Anchor, Clock, FixedWindow, Gcra, Policy, Rate, SlidingLog, SlidingWindow};
 use redis_cluster::RedisCluster;
 use redis_fixture::{req, runtime, Key, Req};
-use redis_twins::{seen, Seen, T0};
+use redis_twins::{in_process_scope, seen, Seen, T0};
 
 static POLICY_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -52,13 +50,7 @@ fn twins(
         .cluster();
     for &(scope, alg, key) in scopes {
         let f = move |r: &Req| key.of(r);
-        local = local.scope(match alg {
-            RedisAlgorithm::FixedWindow(a) => Scope::keyed(scope, a, f),
-            RedisAlgorithm::SlidingWindow(a) => Scope::keyed(scope, a, f),
-            RedisAlgorithm::SlidingLog(a) => Scope::keyed(scope, a, f),
-            RedisAlgorithm::Gcra(a) => Scope::keyed(scope, a, f),
-            _ => unreachable!("the four algorithms"),
-        });
+        local = local.scope(in_process_scope(scope, alg, f));
         remote = remote.scope(RedisScope::keyed(scope, alg, f));
     }
     if let Some(clock) = clock {

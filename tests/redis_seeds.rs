@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ratewarden::redis::{RedisAlgorithm, RedisBackend, RedisPolicy, RedisScope};
-use ratewarden::{Clock, FixedWindow, Policy, Rate, Scope, SlidingLog};
-use redis_twins::{seen, Seen, T0};
+use ratewarden::{Clock, FixedWindow, Policy, Rate, SlidingLog};
+use redis_twins::{in_process_scope, seen, Seen, T0};
 
 /// A request of any seed: the attributes its scopes key on.
 #[derive(Clone, Debug, Default)]
@@ -52,14 +52,7 @@ impl Twin {
         limit: Option<LimitFn>,
     ) -> Twin {
         let k = key.clone();
-        let local_key = move |r: &Req| k(r);
-        let mut local = match alg {
-            RedisAlgorithm::FixedWindow(a) => Scope::keyed(name, a, local_key),
-            RedisAlgorithm::SlidingWindow(a) => Scope::keyed(name, a, local_key),
-            RedisAlgorithm::SlidingLog(a) => Scope::keyed(name, a, local_key),
-            RedisAlgorithm::Gcra(a) => Scope::keyed(name, a, local_key),
-            _ => unreachable!("the four algorithms"),
-        };
+        let mut local = in_process_scope(name, alg, move |r: &Req| k(r));
         let mut remote = RedisScope::keyed(name, alg, move |r: &Req| key(r));
         if let Some(limit) = limit {
             let l = limit.clone();

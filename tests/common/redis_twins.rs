@@ -1,13 +1,30 @@
-//! For holding the Redis backends to the in-process policy decision by decision: what
-//! both report of a decision, and the instant such a comparison starts at.
+//! For holding the Redis backends to the in-process policy decision by decision: the
+//! in-process scope of a Redis scope's algorithm, what both report of a decision, and the
+//! instant such a comparison starts at.
 
 #![allow(dead_code)]
 
-use ratewarden::PolicyDecision;
+use ratewarden::redis::RedisAlgorithm;
+use ratewarden::{PolicyDecision, Scope};
 
 /// Far in the future and aligned to a day, in microseconds since the epoch: every window
 /// of a test that starts here starts with the test.
 pub const T0: u64 = 4_000_000_000_000_000 / 86_400_000_000 * 86_400_000_000;
+
+/// The in-process scope `name` running `alg`, keyed by `key`.
+pub fn in_process_scope<Req: 'static>(
+    name: &str,
+    alg: RedisAlgorithm,
+    key: impl Fn(&Req) -> Option<String> + Send + Sync + 'static,
+) -> Scope<Req> {
+    match alg {
+        RedisAlgorithm::FixedWindow(a) => Scope::keyed(name, a, key),
+        RedisAlgorithm::SlidingWindow(a) => Scope::keyed(name, a, key),
+        RedisAlgorithm::SlidingLog(a) => Scope::keyed(name, a, key),
+        RedisAlgorithm::Gcra(a) => Scope::keyed(name, a, key),
+        _ => unreachable!("the four algorithms"),
+    }
+}
 
 /// What both backends report: allowed, the denying scopes, the retry-after (if
 /// `with_retry`) in whole microseconds (rounded up: the server's resolution), and each
