@@ -460,17 +460,7 @@ fn a_resharding_is_followed_and_each_check_spent_once() {
     assert_eq!(cluster.keys_on(0, &format!("*{name}*")).len(), 2);
 
     // move the old users' keys too, then hand the slot over
-    let mut source = cluster.connection(0);
-    for key in cluster.keys_on(0, &format!("*{name}*")) {
-        redis::cmd("MIGRATE")
-            .arg("127.0.0.1")
-            .arg(cluster.ports[1])
-            .arg(&key)
-            .arg(0)
-            .arg(5000)
-            .query::<()>(&mut source)
-            .expect("MIGRATE");
-    }
+    cluster.migrate_keys(&format!("*{name}*"), 0, 1);
     cluster.assign_slot(slot, 1);
     assert_eq!(remaining("b", false), 2);
     assert_eq!(remaining("a", true), 2);
@@ -826,13 +816,7 @@ fn a_redirection_loop_ends_in_a_fault_that_spent_nothing() {
     let backend = rt.block_on(async {
         AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
     });
-    redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(slot)
-        .arg("MIGRATING")
-        .arg(cluster.node_id(1))
-        .query::<()>(&mut cluster.connection(0))
-        .expect("CLUSTER SETSLOT MIGRATING");
+    cluster.set_slot(0, slot, "MIGRATING", &cluster.node_id(1));
     for async_ in [false, true] {
         let r = req(&format!("u{async_}"), &org);
         let start = std::time::Instant::now();
@@ -942,17 +926,7 @@ fn a_multi_key_check_during_a_migration_is_a_fault_until_the_slot_is_handed_over
         }
     }
     // hand the slot over, keys and all
-    let mut source = cluster.connection(0);
-    for key in cluster.keys_on(0, &format!("*{name}*")) {
-        redis::cmd("MIGRATE")
-            .arg("127.0.0.1")
-            .arg(cluster.ports[1])
-            .arg(&key)
-            .arg(0)
-            .arg(5000)
-            .query::<()>(&mut source)
-            .expect("MIGRATE");
-    }
+    cluster.migrate_keys(&format!("*{name}*"), 0, 1);
     cluster.assign_slot(slot, 1);
     // the refused checks spent nothing
     assert_eq!(check("new", false), Ok(vec![4, 47]));
