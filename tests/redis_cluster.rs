@@ -137,14 +137,10 @@ fn nodes_holding(cluster: &RedisCluster, name: &str) -> BTreeSet<usize> {
     nodes
 }
 
-/// Empties every node's script cache, as a restart would: the next check on each node
-/// meets `NOSCRIPT` and must load the script again.
-fn flush_scripts(cluster: &RedisCluster) {
+/// Empties every node's script cache, as a restart would.
+fn flush_all_scripts(cluster: &RedisCluster) {
     for i in 0..cluster.ports.len() {
-        redis::cmd("SCRIPT")
-            .arg("FLUSH")
-            .query::<()>(&mut cluster.connection(i))
-            .expect("SCRIPT FLUSH");
+        cluster.flush_scripts(i);
     }
 }
 
@@ -216,7 +212,7 @@ fn blocking_cluster_backend_agrees_with_the_in_process_policy_on_every_node() {
     let traffic = traffic(&orgs, 6);
     for (i, (r, cost)) in traffic.iter().enumerate() {
         if i == traffic.len() / 2 {
-            flush_scripts(&cluster);
+            flush_all_scripts(&cluster);
         }
         // a millisecond apart: far too little for any refill of these rates to matter,
         // but every algorithm sees time pass
@@ -275,7 +271,7 @@ fn async_cluster_backend_agrees_with_the_in_process_policy_on_every_node() {
         let traffic = traffic(&orgs, 6);
         for (i, (r, cost)) in traffic.iter().enumerate() {
             if i == traffic.len() / 2 {
-                flush_scripts(&cluster);
+                flush_all_scripts(&cluster);
             }
             let mine = seen(&local.check(r, *cost).unwrap(), false);
             // through a clone, as tasks would share it
@@ -443,16 +439,10 @@ fn a_resharding_is_followed_and_each_check_spent_once() {
 
     cluster.start_migrating(slot, 0, 1);
     // the importing node lost the script: the check sent there after ASKING loads it
-    let flush = || {
-        redis::cmd("SCRIPT")
-            .arg("FLUSH")
-            .query::<()>(&mut cluster.connection(1))
-            .unwrap()
-    };
-    flush();
+    cluster.flush_scripts(1);
     assert_eq!(remaining("b", false), 4);
     assert_eq!(remaining("b", false), 3);
-    flush();
+    cluster.flush_scripts(1);
     assert_eq!(remaining("a", true), 4);
     assert_eq!(remaining("a", true), 3);
     // the new users' keys went to the importing node, the old ones stayed
@@ -717,16 +707,10 @@ fn noscript_on_a_healthy_node_is_recovered_while_another_master_is_paused() {
         .block_on(policy.check_async(&backend, &r, 1))
         .unwrap()
         .is_allowed());
-    let flush = || {
-        redis::cmd("SCRIPT")
-            .arg("FLUSH")
-            .query::<()>(&mut cluster.connection(0))
-            .unwrap()
-    };
-    flush();
+    cluster.flush_scripts(0);
     cluster.pause(1);
     let b = policy.check(&blocking, &r, 1).map(|d| d.is_allowed());
-    flush();
+    cluster.flush_scripts(0);
     let a = rt
         .block_on(policy.check_async(&backend, &r, 1))
         .map(|d| d.is_allowed());

@@ -251,6 +251,15 @@ impl RedisCluster {
         }
     }
 
+    /// Empties node `i`'s script cache (`SCRIPT FLUSH`), as a restart would: the next
+    /// check there meets `NOSCRIPT` and must load the script again.
+    pub fn flush_scripts(&self, i: usize) {
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query::<()>(&mut self.connection(i))
+            .expect("SCRIPT FLUSH");
+    }
+
     /// Pauses node `i` (SIGSTOP): it accepts nothing and answers nothing. Keep it short:
     /// after the node timeout (2 s) the others would mark it failed.
     pub fn pause(&self, i: usize) {
