@@ -26,7 +26,7 @@ use ratewarden::redis::{
 use ratewarden::{
     Anchor, CheckError, Decision, FixedWindow, Gcra, Policy, Rate, SlidingLog, SlidingWindow,
 };
-use redis_fixture::{req, runtime, Key, Req};
+use redis_fixture::{multi_thread_runtime, req, runtime, Key, Req};
 use redis_server::RedisServer;
 use redis_twins::in_process_scope;
 
@@ -562,11 +562,7 @@ fn two_clients_many_concurrent_tasks_admit_exactly_the_limit() {
         ("log", SlidingLog::new(per_day(LIMIT)).into()),
         ("gcra", Gcra::new(per_day(LIMIT)).into()),
     ];
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime(4);
     for (name, alg) in algs {
         // async: 2 clients × 40 tasks × 10 checks
         let policy = Arc::new(

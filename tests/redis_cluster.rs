@@ -26,7 +26,7 @@ use ratewarden::redis::{
 };
 use ratewarden::{Anchor, Clock, FixedWindow, Gcra, Policy, Rate, SlidingLog, SlidingWindow};
 use redis_cluster::RedisCluster;
-use redis_fixture::{req, runtime, Key, Req};
+use redis_fixture::{multi_thread_runtime, req, runtime, Key, Req};
 use redis_twins::{in_process_scope, seen, Seen, T0};
 
 static POLICY_ID: AtomicU64 = AtomicU64::new(0);
@@ -298,11 +298,7 @@ fn async_cluster_backend_agrees_with_the_in_process_policy_on_every_node() {
         None,
     );
     let orgs = orgs_on_every_node(&cluster, 4);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime(2);
     let all = rt.block_on(async {
         let redis =
             AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(5))
@@ -551,11 +547,7 @@ fn concurrent_checks_on_both_backends_admit_exactly_the_limit() {
             .with_deadline(Duration::from_secs(5))
             .with_connections(3),
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime(2);
     let async_backend = rt.block_on(async {
         AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(5))
             .unwrap()

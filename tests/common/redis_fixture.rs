@@ -1,6 +1,6 @@
 //! What the single-node and the cluster Redis tests share: the request type (a user in
-//! an organization), which of the two a scope is keyed by, and a single-threaded tokio
-//! runtime for the async backends.
+//! an organization), which of the two a scope is keyed by, and the tokio runtimes of the
+//! async backends.
 
 #![allow(dead_code)]
 
@@ -35,6 +35,15 @@ impl Key {
 /// A single-threaded tokio runtime for the async backend.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A multi-threaded tokio runtime with `workers` worker threads.
+pub fn multi_thread_runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap()
