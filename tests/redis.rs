@@ -26,7 +26,7 @@ use ratewarden::redis::{
 use ratewarden::{
     Anchor, CheckError, Decision, FixedWindow, Gcra, Policy, Rate, SlidingLog, SlidingWindow,
 };
-use redis_fixture::{multi_thread_runtime, req, runtime, Key, Req};
+use redis_fixture::{multi_thread_runtime, req, runtime, BothBackends, Key, Req};
 use redis_server::RedisServer;
 use redis_twins::in_process_scope;
 
@@ -739,64 +739,41 @@ const BOUND: Duration = Duration::from_secs(1);
 /// The deadline per call of the fault tests' backends.
 const FAULT_DEADLINE: Duration = Duration::from_millis(100);
 
-/// Blocking and async backends on `server` with [`FAULT_DEADLINE`] per call, and the
-/// runtime the async one runs on.
-fn fault_backends(
-    server: &RedisServer,
-) -> (RedisBackend, tokio::runtime::Runtime, AsyncRedisBackend) {
-    let deadline = FAULT_DEADLINE;
-    let redis = RedisBackend::open(&server.url())
-        .unwrap()
-        .with_deadline(deadline);
-    let rt = runtime();
-    let async_redis = rt.block_on(async {
-        AsyncRedisBackend::open_with_deadline(&server.url(), deadline).unwrap()
-    });
-    (redis, rt, async_redis)
-}
-
 #[test]
 fn server_killed_mid_run_each_failure_mode_answers_within_the_deadline() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let (redis, rt, async_redis) = fault_backends(&server);
+    let backends = BothBackends::open(&server.url(), FAULT_DEADLINE);
     let open = fault_policy(FailureMode::Open);
     let closed = fault_policy(FailureMode::Closed {
         retry_after: Duration::from_secs(7),
     });
     let error = fault_policy(FailureMode::Error);
     let r = req("u", "o");
-    assert!(open.check(&redis, &r, 1).unwrap().is_from_redis());
-    assert!(rt
-        .block_on(open.check_async(&async_redis, &r, 1))
-        .unwrap()
-        .is_from_redis());
+    assert!(backends.check(&open, &r, false).unwrap().is_from_redis());
+    assert!(backends.check(&open, &r, true).unwrap().is_from_redis());
 
     server.kill();
     for _ in 0..3 {
         let start = Instant::now();
-        let d = open.check(&redis, &r, 1).unwrap();
+        let d = backends.check(&open, &r, false).unwrap();
         assert!(d.is_allowed() && d.fault().is_some_and(|f| f.is_fault()));
         assert_eq!(d.scope_count(), 0);
-        let d = rt.block_on(open.check_async(&async_redis, &r, 1)).unwrap();
+        let d = backends.check(&open, &r, true).unwrap();
         assert!(d.is_allowed() && d.fault().is_some());
 
-        let d = closed.check(&redis, &r, 1).unwrap();
+        let d = backends.check(&closed, &r, false).unwrap();
         assert!(d.is_denied() && d.fault().is_some());
         assert_eq!(d.retry_after(), Some(Duration::from_secs(7)));
         // the enforcing scope reports the denial; the shadow scope is not consulted
         assert_eq!(d.denials().map(|s| s.name).collect::<Vec<_>>(), ["fixed"]);
-        let d = rt
-            .block_on(closed.check_async(&async_redis, &r, 1))
-            .unwrap();
+        let d = backends.check(&closed, &r, true).unwrap();
         assert_eq!(d.retry_after(), Some(Duration::from_secs(7)));
 
-        let e = error.check(&redis, &r, 1).unwrap_err();
+        let e = backends.check(&error, &r, false).unwrap_err();
         assert!(e.is_fault(), "{e:?}");
-        let e = rt
-            .block_on(error.check_async(&async_redis, &r, 1))
-            .unwrap_err();
+        let e = backends.check(&error, &r, true).unwrap_err();
         assert!(e.is_fault(), "{e:?}");
         assert!(start.elapsed() < 6 * BOUND, "{:?}", start.elapsed());
     }
@@ -807,59 +784,40 @@ fn a_paused_server_gives_a_timeout_and_a_restarted_one_is_picked_up() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let (redis, rt, async_redis) = fault_backends(&server);
+    let backends = BothBackends::open(&server.url(), FAULT_DEADLINE);
     let policy = fault_policy(FailureMode::Error);
     let r = req("u", "o");
-    assert!(policy.check(&redis, &r, 1).unwrap().is_allowed());
-    assert!(rt
-        .block_on(policy.check_async(&async_redis, &r, 1))
-        .unwrap()
-        .is_allowed());
+    assert!(backends.check(&policy, &r, false).unwrap().is_allowed());
+    assert!(backends.check(&policy, &r, true).unwrap().is_allowed());
 
     server.pause();
-    let start = Instant::now();
-    let e = policy.check(&redis, &r, 1).unwrap_err();
-    assert_eq!(
-        e,
-        RedisCheckError::Timeout {
-            deadline: FAULT_DEADLINE
-        },
-        "{e}"
-    );
-    assert!(start.elapsed() < BOUND, "{:?}", start.elapsed());
-    let start = Instant::now();
-    let e = rt
-        .block_on(policy.check_async(&async_redis, &r, 1))
-        .unwrap_err();
-    assert_eq!(
-        e,
-        RedisCheckError::Timeout {
-            deadline: FAULT_DEADLINE
-        },
-        "{e}"
-    );
-    assert!(start.elapsed() < BOUND, "{:?}", start.elapsed());
+    for async_ in [false, true] {
+        let start = Instant::now();
+        let e = backends.check(&policy, &r, async_).unwrap_err();
+        assert_eq!(
+            e,
+            RedisCheckError::Timeout {
+                deadline: FAULT_DEADLINE
+            },
+            "{e}"
+        );
+        assert!(start.elapsed() < BOUND, "{:?}", start.elapsed());
+    }
     server.resume();
 
     // resumed: both recover by themselves (the state survived: 2 of 100 were spent)
-    let d = retry_until_ok(|| policy.check(&redis, &r, 1));
+    let d = retry_until_ok(|| backends.check(&policy, &r, false));
     assert!(d >= 95, "{d}");
-    let d = retry_until_ok(|| rt.block_on(policy.check_async(&async_redis, &r, 1)));
+    let d = retry_until_ok(|| backends.check(&policy, &r, true));
     assert!(d >= 94, "{d}");
 
     // killed and restarted on the same port: a fresh server, recovered by itself
     server.kill();
-    assert!(policy.check(&redis, &r, 1).unwrap_err().is_fault());
-    assert!(rt
-        .block_on(policy.check_async(&async_redis, &r, 1))
-        .unwrap_err()
-        .is_fault());
+    assert!(backends.check(&policy, &r, false).unwrap_err().is_fault());
+    assert!(backends.check(&policy, &r, true).unwrap_err().is_fault());
     server.restart();
-    assert_eq!(retry_until_ok(|| policy.check(&redis, &r, 1)), 99);
-    assert_eq!(
-        retry_until_ok(|| rt.block_on(policy.check_async(&async_redis, &r, 1))),
-        98
-    );
+    assert_eq!(retry_until_ok(|| backends.check(&policy, &r, false)), 99);
+    assert_eq!(retry_until_ok(|| backends.check(&policy, &r, true)), 98);
 }
 
 /// Checks until one succeeds (a reconnecting client may fail a few calls first) and

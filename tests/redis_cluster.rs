@@ -21,12 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ratewarden::redis::{
-    AsyncRedisBackend, FailureMode, RedisAlgorithm, RedisBackend, RedisCheckError, RedisDecision,
-    RedisPolicy, RedisScope,
+    AsyncRedisBackend, FailureMode, RedisAlgorithm, RedisBackend, RedisCheckError, RedisPolicy,
+    RedisScope,
 };
 use ratewarden::{Anchor, Clock, FixedWindow, Gcra, Policy, Rate, SlidingLog, SlidingWindow};
 use redis_cluster::RedisCluster;
-use redis_fixture::{multi_thread_runtime, req, runtime, Key, Req};
+use redis_fixture::{multi_thread_runtime, req, runtime, BothBackends, Key, Req};
 use redis_twins::{in_process_scope, seen, Seen, T0};
 
 static POLICY_ID: AtomicU64 = AtomicU64::new(0);
@@ -158,47 +158,6 @@ fn assert_mixed_on_every_master(all: &[Seen], cluster: &RedisCluster, name: &str
         BTreeSet::from([0, 1, 2]),
         "the policy's keys lie on every master"
     );
-}
-
-/// A blocking and an async cluster backend, both seeded with every node and given
-/// `deadline` per call, and the runtime the async one runs on.
-struct BothBackends {
-    blocking: RedisBackend,
-    rt: tokio::runtime::Runtime,
-    async_backend: AsyncRedisBackend,
-}
-
-impl BothBackends {
-    fn open(cluster: &RedisCluster, deadline: Duration) -> BothBackends {
-        let blocking = RedisBackend::open_cluster(cluster.urls())
-            .unwrap()
-            .with_deadline(deadline);
-        let rt = runtime();
-        let async_backend = rt.block_on(async {
-            AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
-        });
-        BothBackends {
-            blocking,
-            rt,
-            async_backend,
-        }
-    }
-
-    /// Checks `r` at a cost of 1 on the async backend if `async_`, else on the blocking
-    /// one.
-    fn check<'p>(
-        &self,
-        policy: &'p RedisPolicy<Req>,
-        r: &Req,
-        async_: bool,
-    ) -> Result<RedisDecision<'p>, RedisCheckError> {
-        if async_ {
-            self.rt
-                .block_on(policy.check_async(&self.async_backend, r, 1))
-        } else {
-            policy.check(&self.blocking, r, 1)
-        }
-    }
 }
 
 /// Every algorithm, limits per hour on the user and the organization, tags on all three
@@ -449,7 +408,7 @@ fn a_resharding_is_followed_and_each_check_spent_once() {
     let (policy, org) = one_user_scope_on_one_org(&cluster, &name);
     let slot = cluster.key_slot(&org);
     assert_eq!(RedisCluster::node_of_slot(slot), 0);
-    let backends = BothBackends::open(&cluster, Duration::from_secs(5));
+    let backends = BothBackends::open_cluster(cluster.urls(), Duration::from_secs(5));
     let remaining = |user: &str, async_: bool| -> u64 {
         let d = backends
             .check(&policy, &req(user, &org), async_)
@@ -498,7 +457,7 @@ fn a_check_that_timed_out_is_never_sent_again() {
     let org = orgs_on_every_node(&cluster, 1)[1].clone();
     assert_eq!(RedisCluster::node_of_slot(cluster.key_slot(&org)), 1);
     let deadline = Duration::from_millis(300);
-    let backends = BothBackends::open(&cluster, deadline);
+    let backends = BothBackends::open_cluster(cluster.urls(), deadline);
     let check = |user: &str, async_: bool| {
         backends.check(&policy, &req(user, &org), async_).map(|d| {
             (
@@ -706,7 +665,7 @@ fn noscript_on_a_healthy_node_is_recovered_while_another_master_is_paused() {
     };
     let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("noscript_paused"));
     let deadline = Duration::from_millis(300);
-    let backends = BothBackends::open(&cluster, deadline);
+    let backends = BothBackends::open_cluster(cluster.urls(), deadline);
     let r = req("u", &org);
     assert!(backends.check(&policy, &r, false).unwrap().is_allowed());
     assert!(backends.check(&policy, &r, true).unwrap().is_allowed());
@@ -794,7 +753,7 @@ fn a_redirection_loop_ends_in_a_fault_that_spent_nothing() {
     let (policy, org) = one_user_scope_on_one_org(&cluster, &name);
     let slot = cluster.key_slot(&org);
     let deadline = Duration::from_secs(2);
-    let backends = BothBackends::open(&cluster, deadline);
+    let backends = BothBackends::open_cluster(cluster.urls(), deadline);
     cluster.set_slot(0, slot, "MIGRATING", &cluster.node_id(1));
     for async_ in [false, true] {
         let r = req(&format!("u{async_}"), &org);
@@ -868,7 +827,7 @@ fn a_multi_key_check_during_a_migration_is_a_fault_until_the_slot_is_handed_over
     );
     let org = orgs_on_every_node(&cluster, 1)[0].clone();
     let slot = cluster.key_slot(&org);
-    let backends = BothBackends::open(&cluster, Duration::from_secs(2));
+    let backends = BothBackends::open_cluster(cluster.urls(), Duration::from_secs(2));
     let check = |user: &str, async_: bool| {
         backends.check(&policy, &req(user, &org), async_).map(|d| {
             d.scopes()
