@@ -194,6 +194,11 @@ fn per_day(n: u64) -> Rate {
     Rate::new(n, DAY).unwrap()
 }
 
+/// A scope running `alg`, one counter per user.
+fn per_user(name: &str, alg: impl Into<RedisAlgorithm>) -> RedisScope<Req> {
+    RedisScope::keyed(name, alg, |r: &Req| Some(r.user.clone()))
+}
+
 // ---------------------------------------------------------------------------------------
 // The shared behavioural suite
 // ---------------------------------------------------------------------------------------
@@ -410,10 +415,8 @@ fn per_request_limits_and_peek() {
     let redis = RedisBackend::open(&server.url()).unwrap();
     let policy = RedisPolicy::builder()
         .scope(
-            RedisScope::keyed("plan", FixedWindow::new(per_day(2)), |r: &Req| {
-                Some(r.user.clone())
-            })
-            .limit_by(|r: &Req| (r.org == "pro").then_some(5)),
+            per_user("plan", FixedWindow::new(per_day(2)))
+                .limit_by(|r: &Req| (r.org == "pro").then_some(5)),
         )
         .build()
         .unwrap();
@@ -461,26 +464,10 @@ fn per_request_limits_and_peek() {
 fn all_four(name: &str) -> RedisPolicy<Req> {
     RedisPolicy::builder()
         .name(name)
-        .scope(RedisScope::keyed(
-            "fixed",
-            FixedWindow::new(per_day(1000)),
-            |r: &Req| Some(r.user.clone()),
-        ))
-        .scope(RedisScope::keyed(
-            "sliding",
-            SlidingWindow::new(per_day(1000)),
-            |r: &Req| Some(r.user.clone()),
-        ))
-        .scope(RedisScope::keyed(
-            "log",
-            SlidingLog::new(per_day(1000)),
-            |r: &Req| Some(r.user.clone()),
-        ))
-        .scope(RedisScope::keyed(
-            "gcra",
-            Gcra::new(per_day(1000)),
-            |r: &Req| Some(r.user.clone()),
-        ))
+        .scope(per_user("fixed", FixedWindow::new(per_day(1000))))
+        .scope(per_user("sliding", SlidingWindow::new(per_day(1000))))
+        .scope(per_user("log", SlidingLog::new(per_day(1000))))
+        .scope(per_user("gcra", Gcra::new(per_day(1000))))
         .build()
         .unwrap()
 }
@@ -672,16 +659,8 @@ fn a_key_of_the_wrong_type_is_a_typed_error_even_when_failing_open() {
     let policy: RedisPolicy<Req> = RedisPolicy::builder()
         .name("typed")
         .on_failure(FailureMode::Open)
-        .scope(RedisScope::keyed(
-            "fixed",
-            FixedWindow::new(per_day(5)),
-            |r: &Req| Some(r.user.clone()),
-        ))
-        .scope(RedisScope::keyed(
-            "gcra",
-            Gcra::new(per_day(5)),
-            |r: &Req| Some(r.user.clone()),
-        ))
+        .scope(per_user("fixed", FixedWindow::new(per_day(5))))
+        .scope(per_user("gcra", Gcra::new(per_day(5))))
         .build()
         .unwrap();
     let mut con = server.connection();
@@ -723,11 +702,7 @@ fn fault_policy(mode: FailureMode) -> RedisPolicy<Req> {
     RedisPolicy::builder()
         .name("faults")
         .on_failure(mode)
-        .scope(RedisScope::keyed(
-            "fixed",
-            FixedWindow::new(per_day(100)),
-            |r: &Req| Some(r.user.clone()),
-        ))
+        .scope(per_user("fixed", FixedWindow::new(per_day(100))))
         .scope(RedisScope::unkeyed("shadow", SlidingLog::new(per_day(100))).shadow())
         .build()
         .unwrap()
@@ -846,9 +821,7 @@ fn retry_until_ok<'p>(
 // ---------------------------------------------------------------------------------------
 
 fn by_user(name: &'static str) -> RedisScope<Req> {
-    RedisScope::keyed(name, FixedWindow::new(per_day(10)), |r: &Req| {
-        Some(r.user.clone())
-    })
+    per_user(name, FixedWindow::new(per_day(10)))
 }
 
 #[test]
@@ -1029,22 +1002,14 @@ fn changing_a_scopes_algorithm_starts_on_fresh_keys_instead_of_the_wrong_type() 
     let redis = RedisBackend::open(&server.url()).unwrap();
     let v1: RedisPolicy<Req> = RedisPolicy::builder()
         .name("deploy")
-        .scope(RedisScope::keyed(
-            "per_user",
-            FixedWindow::new(per_day(5)),
-            |r: &Req| Some(r.user.clone()),
-        ))
+        .scope(per_user("per_user", FixedWindow::new(per_day(5))))
         .build()
         .unwrap();
     assert!(v1.check(&redis, &req("u", "o"), 2).unwrap().is_allowed());
     // The next release runs the same scope as GCRA: no WRONGTYPE, a fresh quota.
     let v2: RedisPolicy<Req> = RedisPolicy::builder()
         .name("deploy")
-        .scope(RedisScope::keyed(
-            "per_user",
-            Gcra::new(per_day(5)),
-            |r: &Req| Some(r.user.clone()),
-        ))
+        .scope(per_user("per_user", Gcra::new(per_day(5))))
         .build()
         .unwrap();
     let d = v2.check(&redis, &req("u", "o"), 1).unwrap();
