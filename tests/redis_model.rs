@@ -135,9 +135,7 @@ fn the_script_decides_exactly_as_the_in_process_algorithms() {
     let Some(server) = redis_server::RedisServer::start() else {
         return;
     };
-    let redis = RedisBackend::open(&server.url())
-        .unwrap()
-        .with_deadline(Duration::from_secs(5));
+    let redis = server.backend(Duration::from_secs(5));
     let ms = Duration::from_millis;
     for seed in [1u64, 7, 42, 1_234_567, 99, 2_024, 31_337, 8_675_309] {
         run(
@@ -182,9 +180,7 @@ fn partial_refunds_of_a_sliding_log_match_the_model() {
     let Some(server) = redis_server::RedisServer::start() else {
         return;
     };
-    let redis = RedisBackend::open(&server.url())
-        .unwrap()
-        .with_deadline(Duration::from_secs(5));
+    let redis = server.backend(Duration::from_secs(5));
     let alg = SlidingLog::new(Rate::new(10, Duration::from_secs(1)).unwrap());
     let policy: RedisPolicy<u64> = RedisPolicy::builder()
         .name("partial-refunds")
@@ -231,9 +227,7 @@ fn sliding_log_totals_stay_exact_past_two_to_the_53() {
     let Some(server) = redis_server::RedisServer::start() else {
         return;
     };
-    let redis = RedisBackend::open(&server.url())
-        .unwrap()
-        .with_deadline(Duration::from_secs(5));
+    let redis = server.backend(Duration::from_secs(5));
     let n = 1u64 << 52;
     let w = Duration::from_secs(60 * 86_400);
     let alg = SlidingLog::new(Rate::new(n, w).unwrap());

@@ -14,7 +14,7 @@ mod redis_twins;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratewarden::redis::{RedisAlgorithm, RedisBackend, RedisPolicy, RedisScope};
+use ratewarden::redis::{RedisAlgorithm, RedisPolicy, RedisScope};
 use ratewarden::{Clock, FixedWindow, Policy, Rate, SlidingLog};
 use redis_twins::{in_process_scope, seen, Seen, T0};
 
@@ -81,9 +81,7 @@ fn key(f: impl Fn(&Req) -> Option<String> + Send + Sync + 'static) -> KeyFn {
 /// returns what they agreed on.
 fn run(twin: Twin, traffic: &[(u64, Req, u64)]) -> Option<Vec<Seen>> {
     let server = redis_server::RedisServer::start()?;
-    let redis = RedisBackend::open(&server.url())
-        .unwrap()
-        .with_deadline(Duration::from_secs(5));
+    let redis = server.backend(Duration::from_secs(5));
     let (clock, mock) = Clock::mock();
     mock.increment(Duration::from_micros(T0));
     let local = twin.local.clock(clock).build();
