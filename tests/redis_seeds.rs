@@ -105,11 +105,27 @@ fn run(twin: Twin, traffic: &[(u64, Req, u64)]) -> Option<Vec<Seen>> {
     Some(all)
 }
 
+/// The API key, of requests to `endpoint` only: that endpoint's own quota per key.
+fn api_key_on(endpoint: &'static str) -> KeyFn {
+    key(move |r: &Req| (r.endpoint == endpoint).then(|| r.api_key.unwrap_or("").to_owned()))
+}
+
+/// What `id` takes from a request (its organization, its video), of requests to
+/// `endpoints` only.
+fn id_on(endpoints: &'static [&'static str], id: fn(&Req) -> Option<u64>) -> KeyFn {
+    key(move |r: &Req| {
+        id(r)
+            .filter(|_| endpoints.contains(&r.endpoint))
+            .map(|v| v.to_string())
+    })
+}
+
 const S: u64 = 1_000_000;
 
 #[test]
 fn moviie_generation_limits_agree_and_the_ninth_in_ten_seconds_waits_two_seconds() {
-    let generation = ["reel", "ebook", "translation"];
+    const GENERATION: &[&str] = &["reel", "ebook", "translation"];
+    const REEL_TRANSLATION: &[&str] = &["reel", "translation"];
     let twin = Twin::new("moviie")
         .scope(
             "api_key",
@@ -130,31 +146,19 @@ fn moviie_generation_limits_agree_and_the_ninth_in_ten_seconds_waits_two_seconds
         .scope(
             "generation_org_burst",
             log("8/10s"),
-            key(move |r| {
-                r.org
-                    .filter(|_| generation.contains(&r.endpoint))
-                    .map(|o| o.to_string())
-            }),
+            id_on(GENERATION, |r| r.org),
             None,
         )
         .scope(
             "generation_org",
             log("30/min"),
-            key(|r| {
-                r.org
-                    .filter(|_| ["reel", "translation"].contains(&r.endpoint))
-                    .map(|o| o.to_string())
-            }),
+            id_on(REEL_TRANSLATION, |r| r.org),
             None,
         )
         .scope(
             "generation_video",
             log("15/min"),
-            key(|r| {
-                r.video
-                    .filter(|_| ["reel", "translation"].contains(&r.endpoint))
-                    .map(|v| v.to_string())
-            }),
+            id_on(REEL_TRANSLATION, |r| r.video),
             None,
         );
     let gen = |org, video| Req {
@@ -206,13 +210,10 @@ fn moviie_generation_limits_agree_and_the_ninth_in_ten_seconds_waits_two_seconds
 
 #[test]
 fn reelbot_per_endpoint_windows_agree() {
-    let endpoint = |which: &'static str| {
-        key(move |r: &Req| (r.endpoint == which).then(|| r.api_key.unwrap_or("").to_owned()))
-    };
     let twin = Twin::new("reelbot")
-        .scope("generate", fixed("10/hour"), endpoint("generate"), None)
-        .scope("status", fixed("60/min"), endpoint("status"), None)
-        .scope("download", fixed("30/hour"), endpoint("download"), None);
+        .scope("generate", fixed("10/hour"), api_key_on("generate"), None)
+        .scope("status", fixed("60/min"), api_key_on("status"), None)
+        .scope("download", fixed("30/hour"), api_key_on("download"), None);
     let req = |endpoint| Req {
         api_key: Some("rb_1"),
         endpoint,
@@ -286,9 +287,7 @@ fn reelsbuilder_plan_tiers_agree_on_a_sliding_minute() {
 
 #[test]
 fn ssemble_account_caps_span_keys_and_pools_on_both_backends() {
-    let pool = |name: &'static str| {
-        key(move |r: &Req| (r.endpoint == name).then(|| r.api_key.unwrap_or("").to_owned()))
-    };
+    let pool = api_key_on;
     let tiered = |n: u64| -> Option<LimitFn> {
         Some(Arc::new(move |r: &Req| (r.plan != "free").then_some(n)))
     };
@@ -335,9 +334,7 @@ fn ssemble_account_caps_span_keys_and_pools_on_both_backends() {
 
 #[test]
 fn videogen_hourly_endpoint_groups_per_api_key_on_both_backends() {
-    let group = |name: &'static str| {
-        key(move |r: &Req| (r.endpoint == name).then(|| r.api_key.unwrap_or("").to_owned()))
-    };
+    let group = api_key_on;
     let twin = Twin::new("videogen")
         .scope("tools", log("500/hour"), group("tools"), None)
         .scope(
