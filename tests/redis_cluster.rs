@@ -27,7 +27,7 @@ use ratewarden::redis::{
 use ratewarden::{Anchor, Clock, FixedWindow, Gcra, Policy, Rate, SlidingLog, SlidingWindow};
 use redis_cluster::RedisCluster;
 use redis_fixture::{multi_thread_runtime, req, runtime, BothBackends, Key, Req};
-use redis_twins::{in_process_scope, seen, Seen, T0};
+use redis_twins::{in_process_scope, seen, seen_on_both, Seen, T0};
 
 static POLICY_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -218,13 +218,7 @@ fn blocking_cluster_backend_agrees_with_the_in_process_policy_on_every_node() {
         // but every algorithm sees time pass
         at += 1_000;
         mock.increment(Duration::from_micros(1_000));
-        let mine = seen(&local.check(r, *cost).unwrap(), true);
-        let theirs = seen(
-            &remote
-                .check_at_micros(&redis, r, *cost, true, T0 + at)
-                .unwrap(),
-            true,
-        );
+        let (mine, theirs) = seen_on_both(&local, &remote, &redis, r, *cost, at);
         assert_eq!(theirs, mine, "request {i}: {r:?} cost {cost}");
         all.push(mine);
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use ratewarden::redis::{RedisAlgorithm, RedisPolicy, RedisScope};
 use ratewarden::{Clock, FixedWindow, Policy, Rate, SlidingLog};
-use redis_twins::{in_process_scope, seen, Seen, T0};
+use redis_twins::{in_process_scope, seen_on_both, Seen, T0};
 
 /// A request of any seed: the attributes its scopes key on.
 #[derive(Clone, Debug, Default)]
@@ -92,13 +92,7 @@ fn run(twin: Twin, traffic: &[(u64, Req, u64)]) -> Option<Vec<Seen>> {
         assert!(*when >= at, "traffic must be in time order");
         mock.increment(Duration::from_micros(when - at));
         at = *when;
-        let mine = seen(&local.check(req, *cost).unwrap(), true);
-        let theirs = seen(
-            &remote
-                .check_at_micros(&redis, req, *cost, true, T0 + at)
-                .unwrap(),
-            true,
-        );
+        let (mine, theirs) = seen_on_both(&local, &remote, &redis, req, *cost, at);
         assert_eq!(theirs, mine, "request {i} at +{at} µs: {req:?}");
         all.push(mine);
     }

@@ -1,11 +1,11 @@
 //! For holding the Redis backends to the in-process policy decision by decision: the
-//! in-process scope of a Redis scope's algorithm, what both report of a decision, and the
-//! instant such a comparison starts at.
+//! in-process scope of a Redis scope's algorithm, what both report of a decision, the
+//! instant such a comparison starts at, and one check on both.
 
 #![allow(dead_code)]
 
-use ratewarden::redis::RedisAlgorithm;
-use ratewarden::{PolicyDecision, Scope};
+use ratewarden::redis::{RedisAlgorithm, RedisBackend, RedisPolicy};
+use ratewarden::{Policy, PolicyDecision, Scope};
 
 /// Far in the future and aligned to a day, in microseconds since the epoch: every window
 /// of a test that starts here starts with the test.
@@ -48,4 +48,24 @@ pub fn seen(d: &PolicyDecision<'_>, with_retry: bool) -> Seen {
             })
             .collect(),
     )
+}
+
+/// What the in-process policy and the Redis policy (given the time: `T0 + at` µs) report,
+/// retry-after included, each checking `r` at `cost`: (in-process, Redis).
+pub fn seen_on_both<Req: 'static>(
+    local: &Policy<Req>,
+    remote: &RedisPolicy<Req>,
+    redis: &RedisBackend,
+    r: &Req,
+    cost: u64,
+    at: u64,
+) -> (Seen, Seen) {
+    let mine = seen(&local.check(r, cost).unwrap(), true);
+    let theirs = seen(
+        &remote
+            .check_at_micros(redis, r, cost, true, T0 + at)
+            .unwrap(),
+        true,
+    );
+    (mine, theirs)
 }
