@@ -9,6 +9,12 @@
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
+#[path = "common/redis_fixture.rs"]
+mod redis_fixture;
+
+#[path = "common/redis_twins.rs"]
+mod redis_twins;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,41 +24,15 @@ use ratewarden::redis::{
     RedisPolicy, RedisScope,
 };
 use ratewarden::{
-    Anchor, CheckError, Decision, FixedWindow, Gcra, Policy, Rate, Scope, SlidingLog, SlidingWindow,
+    Anchor, CheckError, Decision, FixedWindow, Gcra, Policy, Rate, SlidingLog, SlidingWindow,
 };
+use redis_fixture::{multi_thread_runtime, req, runtime, BothBackends, Key, Req};
 use redis_server::RedisServer;
+use redis_twins::in_process_scope;
 
 const DAY: Duration = Duration::from_secs(86_400);
 /// Clock readings of the test, the library and the server may differ by this much.
 const SLACK: Duration = Duration::from_millis(5);
-
-#[derive(Clone, Debug)]
-struct Req {
-    user: String,
-    org: String,
-}
-
-fn req(user: &str, org: &str) -> Req {
-    Req {
-        user: user.into(),
-        org: org.into(),
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Key {
-    User,
-    Org,
-}
-
-impl Key {
-    fn of(self, r: &Req) -> Option<String> {
-        Some(match self {
-            Key::User => r.user.clone(),
-            Key::Org => r.org.clone(),
-        })
-    }
-}
 
 struct Spec {
     name: &'static str,
@@ -163,15 +143,7 @@ fn in_process(specs: &[Spec]) -> Backend {
     let mut b = Policy::builder();
     for s in specs {
         let key = s.key;
-        let f = move |r: &Req| key.of(r);
-        let scope = match s.alg {
-            RedisAlgorithm::FixedWindow(a) => Scope::keyed(s.name, a, f),
-            RedisAlgorithm::SlidingWindow(a) => Scope::keyed(s.name, a, f),
-            RedisAlgorithm::SlidingLog(a) => Scope::keyed(s.name, a, f),
-            RedisAlgorithm::Gcra(a) => Scope::keyed(s.name, a, f),
-            _ => unreachable!(),
-        };
-        b = b.scope(scope);
+        b = b.scope(in_process_scope(s.name, s.alg, move |r: &Req| key.of(r)));
     }
     Backend::InProcess(b.build())
 }
@@ -199,10 +171,7 @@ fn backends(specs: &[Spec]) -> Vec<Backend> {
                 .unwrap()
                 .with_deadline(Duration::from_secs(2)),
         ));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let backend = rt.block_on(async {
             AsyncRedisBackend::open_with_deadline(&url, Duration::from_secs(2)).unwrap()
         });
@@ -223,6 +192,11 @@ fn assert_near(got: Duration, expected: Duration, elapsed: Duration, what: &str)
 
 fn per_day(n: u64) -> Rate {
     Rate::new(n, DAY).unwrap()
+}
+
+/// A scope running `alg`, one counter per user.
+fn per_user(name: &str, alg: impl Into<RedisAlgorithm>) -> RedisScope<Req> {
+    RedisScope::keyed(name, alg, |r: &Req| Some(r.user.clone()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -441,10 +415,8 @@ fn per_request_limits_and_peek() {
     let redis = RedisBackend::open(&server.url()).unwrap();
     let policy = RedisPolicy::builder()
         .scope(
-            RedisScope::keyed("plan", FixedWindow::new(per_day(2)), |r: &Req| {
-                Some(r.user.clone())
-            })
-            .limit_by(|r: &Req| (r.org == "pro").then_some(5)),
+            per_user("plan", FixedWindow::new(per_day(2)))
+                .limit_by(|r: &Req| (r.org == "pro").then_some(5)),
         )
         .build()
         .unwrap();
@@ -492,26 +464,10 @@ fn per_request_limits_and_peek() {
 fn all_four(name: &str) -> RedisPolicy<Req> {
     RedisPolicy::builder()
         .name(name)
-        .scope(RedisScope::keyed(
-            "fixed",
-            FixedWindow::new(per_day(1000)),
-            |r: &Req| Some(r.user.clone()),
-        ))
-        .scope(RedisScope::keyed(
-            "sliding",
-            SlidingWindow::new(per_day(1000)),
-            |r: &Req| Some(r.user.clone()),
-        ))
-        .scope(RedisScope::keyed(
-            "log",
-            SlidingLog::new(per_day(1000)),
-            |r: &Req| Some(r.user.clone()),
-        ))
-        .scope(RedisScope::keyed(
-            "gcra",
-            Gcra::new(per_day(1000)),
-            |r: &Req| Some(r.user.clone()),
-        ))
+        .scope(per_user("fixed", FixedWindow::new(per_day(1000))))
+        .scope(per_user("sliding", SlidingWindow::new(per_day(1000))))
+        .scope(per_user("log", SlidingLog::new(per_day(1000))))
+        .scope(per_user("gcra", Gcra::new(per_day(1000))))
         .build()
         .unwrap()
 }
@@ -593,11 +549,7 @@ fn two_clients_many_concurrent_tasks_admit_exactly_the_limit() {
         ("log", SlidingLog::new(per_day(LIMIT)).into()),
         ("gcra", Gcra::new(per_day(LIMIT)).into()),
     ];
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime(4);
     for (name, alg) in algs {
         // async: 2 clients × 40 tasks × 10 checks
         let policy = Arc::new(
@@ -675,10 +627,7 @@ fn script_flush_mid_run_reloads_the_script_and_keeps_the_state() {
         return;
     };
     let redis = RedisBackend::open(&server.url()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let async_redis = rt.block_on(async { AsyncRedisBackend::open(&server.url()).unwrap() });
     let policy = all_four("flush");
     let r = req("u", "o");
@@ -710,16 +659,8 @@ fn a_key_of_the_wrong_type_is_a_typed_error_even_when_failing_open() {
     let policy: RedisPolicy<Req> = RedisPolicy::builder()
         .name("typed")
         .on_failure(FailureMode::Open)
-        .scope(RedisScope::keyed(
-            "fixed",
-            FixedWindow::new(per_day(5)),
-            |r: &Req| Some(r.user.clone()),
-        ))
-        .scope(RedisScope::keyed(
-            "gcra",
-            Gcra::new(per_day(5)),
-            |r: &Req| Some(r.user.clone()),
-        ))
+        .scope(per_user("fixed", FixedWindow::new(per_day(5))))
+        .scope(per_user("gcra", Gcra::new(per_day(5))))
         .build()
         .unwrap();
     let mut con = server.connection();
@@ -761,11 +702,7 @@ fn fault_policy(mode: FailureMode) -> RedisPolicy<Req> {
     RedisPolicy::builder()
         .name("faults")
         .on_failure(mode)
-        .scope(RedisScope::keyed(
-            "fixed",
-            FixedWindow::new(per_day(100)),
-            |r: &Req| Some(r.user.clone()),
-        ))
+        .scope(per_user("fixed", FixedWindow::new(per_day(100))))
         .scope(RedisScope::unkeyed("shadow", SlidingLog::new(per_day(100))).shadow())
         .build()
         .unwrap()
@@ -777,67 +714,41 @@ const BOUND: Duration = Duration::from_secs(1);
 /// The deadline per call of the fault tests' backends.
 const FAULT_DEADLINE: Duration = Duration::from_millis(100);
 
-/// Blocking and async backends on `server` with [`FAULT_DEADLINE`] per call, and the
-/// runtime the async one runs on.
-fn fault_backends(
-    server: &RedisServer,
-) -> (RedisBackend, tokio::runtime::Runtime, AsyncRedisBackend) {
-    let deadline = FAULT_DEADLINE;
-    let redis = RedisBackend::open(&server.url())
-        .unwrap()
-        .with_deadline(deadline);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let async_redis = rt.block_on(async {
-        AsyncRedisBackend::open_with_deadline(&server.url(), deadline).unwrap()
-    });
-    (redis, rt, async_redis)
-}
-
 #[test]
 fn server_killed_mid_run_each_failure_mode_answers_within_the_deadline() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let (redis, rt, async_redis) = fault_backends(&server);
+    let backends = BothBackends::open(&server.url(), FAULT_DEADLINE);
     let open = fault_policy(FailureMode::Open);
     let closed = fault_policy(FailureMode::Closed {
         retry_after: Duration::from_secs(7),
     });
     let error = fault_policy(FailureMode::Error);
     let r = req("u", "o");
-    assert!(open.check(&redis, &r, 1).unwrap().is_from_redis());
-    assert!(rt
-        .block_on(open.check_async(&async_redis, &r, 1))
-        .unwrap()
-        .is_from_redis());
+    assert!(backends.check(&open, &r, false).unwrap().is_from_redis());
+    assert!(backends.check(&open, &r, true).unwrap().is_from_redis());
 
     server.kill();
     for _ in 0..3 {
         let start = Instant::now();
-        let d = open.check(&redis, &r, 1).unwrap();
+        let d = backends.check(&open, &r, false).unwrap();
         assert!(d.is_allowed() && d.fault().is_some_and(|f| f.is_fault()));
         assert_eq!(d.scope_count(), 0);
-        let d = rt.block_on(open.check_async(&async_redis, &r, 1)).unwrap();
+        let d = backends.check(&open, &r, true).unwrap();
         assert!(d.is_allowed() && d.fault().is_some());
 
-        let d = closed.check(&redis, &r, 1).unwrap();
+        let d = backends.check(&closed, &r, false).unwrap();
         assert!(d.is_denied() && d.fault().is_some());
         assert_eq!(d.retry_after(), Some(Duration::from_secs(7)));
         // the enforcing scope reports the denial; the shadow scope is not consulted
         assert_eq!(d.denials().map(|s| s.name).collect::<Vec<_>>(), ["fixed"]);
-        let d = rt
-            .block_on(closed.check_async(&async_redis, &r, 1))
-            .unwrap();
+        let d = backends.check(&closed, &r, true).unwrap();
         assert_eq!(d.retry_after(), Some(Duration::from_secs(7)));
 
-        let e = error.check(&redis, &r, 1).unwrap_err();
+        let e = backends.check(&error, &r, false).unwrap_err();
         assert!(e.is_fault(), "{e:?}");
-        let e = rt
-            .block_on(error.check_async(&async_redis, &r, 1))
-            .unwrap_err();
+        let e = backends.check(&error, &r, true).unwrap_err();
         assert!(e.is_fault(), "{e:?}");
         assert!(start.elapsed() < 6 * BOUND, "{:?}", start.elapsed());
     }
@@ -848,59 +759,40 @@ fn a_paused_server_gives_a_timeout_and_a_restarted_one_is_picked_up() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let (redis, rt, async_redis) = fault_backends(&server);
+    let backends = BothBackends::open(&server.url(), FAULT_DEADLINE);
     let policy = fault_policy(FailureMode::Error);
     let r = req("u", "o");
-    assert!(policy.check(&redis, &r, 1).unwrap().is_allowed());
-    assert!(rt
-        .block_on(policy.check_async(&async_redis, &r, 1))
-        .unwrap()
-        .is_allowed());
+    assert!(backends.check(&policy, &r, false).unwrap().is_allowed());
+    assert!(backends.check(&policy, &r, true).unwrap().is_allowed());
 
     server.pause();
-    let start = Instant::now();
-    let e = policy.check(&redis, &r, 1).unwrap_err();
-    assert_eq!(
-        e,
-        RedisCheckError::Timeout {
-            deadline: FAULT_DEADLINE
-        },
-        "{e}"
-    );
-    assert!(start.elapsed() < BOUND, "{:?}", start.elapsed());
-    let start = Instant::now();
-    let e = rt
-        .block_on(policy.check_async(&async_redis, &r, 1))
-        .unwrap_err();
-    assert_eq!(
-        e,
-        RedisCheckError::Timeout {
-            deadline: FAULT_DEADLINE
-        },
-        "{e}"
-    );
-    assert!(start.elapsed() < BOUND, "{:?}", start.elapsed());
+    for async_ in [false, true] {
+        let start = Instant::now();
+        let e = backends.check(&policy, &r, async_).unwrap_err();
+        assert_eq!(
+            e,
+            RedisCheckError::Timeout {
+                deadline: FAULT_DEADLINE
+            },
+            "{e}"
+        );
+        assert!(start.elapsed() < BOUND, "{:?}", start.elapsed());
+    }
     server.resume();
 
     // resumed: both recover by themselves (the state survived: 2 of 100 were spent)
-    let d = retry_until_ok(|| policy.check(&redis, &r, 1));
+    let d = retry_until_ok(|| backends.check(&policy, &r, false));
     assert!(d >= 95, "{d}");
-    let d = retry_until_ok(|| rt.block_on(policy.check_async(&async_redis, &r, 1)));
+    let d = retry_until_ok(|| backends.check(&policy, &r, true));
     assert!(d >= 94, "{d}");
 
     // killed and restarted on the same port: a fresh server, recovered by itself
     server.kill();
-    assert!(policy.check(&redis, &r, 1).unwrap_err().is_fault());
-    assert!(rt
-        .block_on(policy.check_async(&async_redis, &r, 1))
-        .unwrap_err()
-        .is_fault());
+    assert!(backends.check(&policy, &r, false).unwrap_err().is_fault());
+    assert!(backends.check(&policy, &r, true).unwrap_err().is_fault());
     server.restart();
-    assert_eq!(retry_until_ok(|| policy.check(&redis, &r, 1)), 99);
-    assert_eq!(
-        retry_until_ok(|| rt.block_on(policy.check_async(&async_redis, &r, 1))),
-        98
-    );
+    assert_eq!(retry_until_ok(|| backends.check(&policy, &r, false)), 99);
+    assert_eq!(retry_until_ok(|| backends.check(&policy, &r, true)), 98);
 }
 
 /// Checks until one succeeds (a reconnecting client may fail a few calls first) and
@@ -929,9 +821,7 @@ fn retry_until_ok<'p>(
 // ---------------------------------------------------------------------------------------
 
 fn by_user(name: &'static str) -> RedisScope<Req> {
-    RedisScope::keyed(name, FixedWindow::new(per_day(10)), |r: &Req| {
-        Some(r.user.clone())
-    })
+    per_user(name, FixedWindow::new(per_day(10)))
 }
 
 #[test]
@@ -1112,22 +1002,14 @@ fn changing_a_scopes_algorithm_starts_on_fresh_keys_instead_of_the_wrong_type() 
     let redis = RedisBackend::open(&server.url()).unwrap();
     let v1: RedisPolicy<Req> = RedisPolicy::builder()
         .name("deploy")
-        .scope(RedisScope::keyed(
-            "per_user",
-            FixedWindow::new(per_day(5)),
-            |r: &Req| Some(r.user.clone()),
-        ))
+        .scope(per_user("per_user", FixedWindow::new(per_day(5))))
         .build()
         .unwrap();
     assert!(v1.check(&redis, &req("u", "o"), 2).unwrap().is_allowed());
     // The next release runs the same scope as GCRA: no WRONGTYPE, a fresh quota.
     let v2: RedisPolicy<Req> = RedisPolicy::builder()
         .name("deploy")
-        .scope(RedisScope::keyed(
-            "per_user",
-            Gcra::new(per_day(5)),
-            |r: &Req| Some(r.user.clone()),
-        ))
+        .scope(per_user("per_user", Gcra::new(per_day(5))))
         .build()
         .unwrap();
     let d = v2.check(&redis, &req("u", "o"), 1).unwrap();

@@ -52,12 +52,17 @@ fn fields(d: &Decision) -> (bool, u64, u64, u64, u64, Option<u64>) {
     )
 }
 
-fn run<A: Algorithm + Into<RedisAlgorithm>>(redis: &RedisBackend, name: &str, alg: A, seed: u64) {
-    let policy: RedisPolicy<u64> = RedisPolicy::builder()
-        .name(&format!("model-{name}-{seed}"))
-        .scope(RedisScope::keyed("s", alg.clone(), |k: &u64| Some(*k)))
+/// A policy named `name` with one scope, `s`, running `alg` keyed by the request itself.
+fn one_scope(name: &str, alg: impl Into<RedisAlgorithm>) -> RedisPolicy<u64> {
+    RedisPolicy::builder()
+        .name(name)
+        .scope(RedisScope::keyed("s", alg, |k: &u64| Some(*k)))
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn run<A: Algorithm + Into<RedisAlgorithm>>(redis: &RedisBackend, name: &str, alg: A, seed: u64) {
+    let policy = one_scope(&format!("model-{name}-{seed}"), alg.clone());
     let w_us = alg.rate().window_nanos() / 1_000;
     let cap = alg.capacity();
     let mut states: HashMap<u64, A::State> = HashMap::new();
@@ -135,9 +140,7 @@ fn the_script_decides_exactly_as_the_in_process_algorithms() {
     let Some(server) = redis_server::RedisServer::start() else {
         return;
     };
-    let redis = RedisBackend::open(&server.url())
-        .unwrap()
-        .with_deadline(Duration::from_secs(5));
+    let redis = server.backend(Duration::from_secs(5));
     let ms = Duration::from_millis;
     for seed in [1u64, 7, 42, 1_234_567, 99, 2_024, 31_337, 8_675_309] {
         run(
@@ -182,15 +185,9 @@ fn partial_refunds_of_a_sliding_log_match_the_model() {
     let Some(server) = redis_server::RedisServer::start() else {
         return;
     };
-    let redis = RedisBackend::open(&server.url())
-        .unwrap()
-        .with_deadline(Duration::from_secs(5));
+    let redis = server.backend(Duration::from_secs(5));
     let alg = SlidingLog::new(Rate::new(10, Duration::from_secs(1)).unwrap());
-    let policy: RedisPolicy<u64> = RedisPolicy::builder()
-        .name("partial-refunds")
-        .scope(RedisScope::keyed("s", alg, |k: &u64| Some(*k)))
-        .build()
-        .unwrap();
+    let policy = one_scope("partial-refunds", alg);
     let mut state = alg.fresh();
     let t0 = 4_000_000_000_000_000u64; // µs, far ahead
     let ops: [(u64, Option<u64>, u64); 8] = [
@@ -231,17 +228,11 @@ fn sliding_log_totals_stay_exact_past_two_to_the_53() {
     let Some(server) = redis_server::RedisServer::start() else {
         return;
     };
-    let redis = RedisBackend::open(&server.url())
-        .unwrap()
-        .with_deadline(Duration::from_secs(5));
+    let redis = server.backend(Duration::from_secs(5));
     let n = 1u64 << 52;
     let w = Duration::from_secs(60 * 86_400);
     let alg = SlidingLog::new(Rate::new(n, w).unwrap());
-    let policy: RedisPolicy<u64> = RedisPolicy::builder()
-        .name("big-totals")
-        .scope(RedisScope::keyed("s", alg, |k: &u64| Some(*k)))
-        .build()
-        .unwrap();
+    let policy = one_scope("big-totals", alg);
     let w_us = w.as_micros() as u64;
     let t0 = 4_000_000_000_000_000u64;
     let mut state = alg.fresh();

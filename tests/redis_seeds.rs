@@ -8,11 +8,15 @@
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
+#[path = "common/redis_twins.rs"]
+mod redis_twins;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratewarden::redis::{RedisAlgorithm, RedisBackend, RedisPolicy, RedisScope};
-use ratewarden::{Clock, FixedWindow, Policy, PolicyDecision, Rate, Scope, SlidingLog};
+use ratewarden::redis::{RedisAlgorithm, RedisPolicy, RedisScope};
+use ratewarden::{Clock, FixedWindow, Policy, Rate, SlidingLog};
+use redis_twins::{in_process_scope, seen_on_both, Seen, T0};
 
 /// A request of any seed: the attributes its scopes key on.
 #[derive(Clone, Debug, Default)]
@@ -48,14 +52,7 @@ impl Twin {
         limit: Option<LimitFn>,
     ) -> Twin {
         let k = key.clone();
-        let local_key = move |r: &Req| k(r);
-        let mut local = match alg {
-            RedisAlgorithm::FixedWindow(a) => Scope::keyed(name, a, local_key),
-            RedisAlgorithm::SlidingWindow(a) => Scope::keyed(name, a, local_key),
-            RedisAlgorithm::SlidingLog(a) => Scope::keyed(name, a, local_key),
-            RedisAlgorithm::Gcra(a) => Scope::keyed(name, a, local_key),
-            _ => unreachable!("the four algorithms"),
-        };
+        let mut local = in_process_scope(name, alg, move |r: &Req| k(r));
         let mut remote = RedisScope::keyed(name, alg, move |r: &Req| key(r));
         if let Some(limit) = limit {
             let l = limit.clone();
@@ -80,39 +77,13 @@ fn key(f: impl Fn(&Req) -> Option<String> + Send + Sync + 'static) -> KeyFn {
     Arc::new(f)
 }
 
-/// The fields both backends report.
-type Seen = (bool, Vec<String>, Option<u64>, Vec<(String, u64, u64)>);
-
-fn seen(d: &PolicyDecision<'_>) -> Seen {
-    (
-        d.is_allowed(),
-        d.denials().map(|s| s.name.to_owned()).collect(),
-        // in whole microseconds, rounded up: the server's resolution
-        d.retry_after()
-            .map(|r| (r.as_nanos() as u64).div_ceil(1_000)),
-        d.scopes()
-            .map(|s| {
-                (
-                    s.name.to_owned(),
-                    s.decision.limit(),
-                    s.decision.remaining(),
-                )
-            })
-            .collect(),
-    )
-}
-
 /// Runs `traffic` — (microseconds since the start, request, cost) — on both backends and
 /// returns what they agreed on.
 fn run(twin: Twin, traffic: &[(u64, Req, u64)]) -> Option<Vec<Seen>> {
     let server = redis_server::RedisServer::start()?;
-    let redis = RedisBackend::open(&server.url())
-        .unwrap()
-        .with_deadline(Duration::from_secs(5));
-    // Far in the future and aligned to a day, so that every window starts with the test.
-    let t0: u64 = 4_000_000_000_000_000 / 86_400_000_000 * 86_400_000_000;
+    let redis = server.backend(Duration::from_secs(5));
     let (clock, mock) = Clock::mock();
-    mock.increment(Duration::from_micros(t0));
+    mock.increment(Duration::from_micros(T0));
     let local = twin.local.clock(clock).build();
     let remote = twin.redis.build().unwrap();
     let mut at = 0;
@@ -121,23 +92,34 @@ fn run(twin: Twin, traffic: &[(u64, Req, u64)]) -> Option<Vec<Seen>> {
         assert!(*when >= at, "traffic must be in time order");
         mock.increment(Duration::from_micros(when - at));
         at = *when;
-        let mine = seen(&local.check(req, *cost).unwrap());
-        let theirs = seen(
-            &remote
-                .check_at_micros(&redis, req, *cost, true, t0 + at)
-                .unwrap(),
-        );
+        let (mine, theirs) = seen_on_both(&local, &remote, &redis, req, *cost, at);
         assert_eq!(theirs, mine, "request {i} at +{at} µs: {req:?}");
         all.push(mine);
     }
     Some(all)
 }
 
+/// The API key, of requests to `endpoint` only: that endpoint's own quota per key.
+fn api_key_on(endpoint: &'static str) -> KeyFn {
+    key(move |r: &Req| (r.endpoint == endpoint).then(|| r.api_key.unwrap_or("").to_owned()))
+}
+
+/// What `id` takes from a request (its organization, its video), of requests to
+/// `endpoints` only.
+fn id_on(endpoints: &'static [&'static str], id: fn(&Req) -> Option<u64>) -> KeyFn {
+    key(move |r: &Req| {
+        id(r)
+            .filter(|_| endpoints.contains(&r.endpoint))
+            .map(|v| v.to_string())
+    })
+}
+
 const S: u64 = 1_000_000;
 
 #[test]
 fn moviie_generation_limits_agree_and_the_ninth_in_ten_seconds_waits_two_seconds() {
-    let generation = ["reel", "ebook", "translation"];
+    const GENERATION: &[&str] = &["reel", "ebook", "translation"];
+    const REEL_TRANSLATION: &[&str] = &["reel", "translation"];
     let twin = Twin::new("moviie")
         .scope(
             "api_key",
@@ -158,31 +140,19 @@ fn moviie_generation_limits_agree_and_the_ninth_in_ten_seconds_waits_two_seconds
         .scope(
             "generation_org_burst",
             log("8/10s"),
-            key(move |r| {
-                r.org
-                    .filter(|_| generation.contains(&r.endpoint))
-                    .map(|o| o.to_string())
-            }),
+            id_on(GENERATION, |r| r.org),
             None,
         )
         .scope(
             "generation_org",
             log("30/min"),
-            key(|r| {
-                r.org
-                    .filter(|_| ["reel", "translation"].contains(&r.endpoint))
-                    .map(|o| o.to_string())
-            }),
+            id_on(REEL_TRANSLATION, |r| r.org),
             None,
         )
         .scope(
             "generation_video",
             log("15/min"),
-            key(|r| {
-                r.video
-                    .filter(|_| ["reel", "translation"].contains(&r.endpoint))
-                    .map(|v| v.to_string())
-            }),
+            id_on(REEL_TRANSLATION, |r| r.video),
             None,
         );
     let gen = |org, video| Req {
@@ -234,13 +204,10 @@ fn moviie_generation_limits_agree_and_the_ninth_in_ten_seconds_waits_two_seconds
 
 #[test]
 fn reelbot_per_endpoint_windows_agree() {
-    let endpoint = |which: &'static str| {
-        key(move |r: &Req| (r.endpoint == which).then(|| r.api_key.unwrap_or("").to_owned()))
-    };
     let twin = Twin::new("reelbot")
-        .scope("generate", fixed("10/hour"), endpoint("generate"), None)
-        .scope("status", fixed("60/min"), endpoint("status"), None)
-        .scope("download", fixed("30/hour"), endpoint("download"), None);
+        .scope("generate", fixed("10/hour"), api_key_on("generate"), None)
+        .scope("status", fixed("60/min"), api_key_on("status"), None)
+        .scope("download", fixed("30/hour"), api_key_on("download"), None);
     let req = |endpoint| Req {
         api_key: Some("rb_1"),
         endpoint,
@@ -314,9 +281,7 @@ fn reelsbuilder_plan_tiers_agree_on_a_sliding_minute() {
 
 #[test]
 fn ssemble_account_caps_span_keys_and_pools_on_both_backends() {
-    let pool = |name: &'static str| {
-        key(move |r: &Req| (r.endpoint == name).then(|| r.api_key.unwrap_or("").to_owned()))
-    };
+    let pool = api_key_on;
     let tiered = |n: u64| -> Option<LimitFn> {
         Some(Arc::new(move |r: &Req| (r.plan != "free").then_some(n)))
     };
@@ -363,9 +328,7 @@ fn ssemble_account_caps_span_keys_and_pools_on_both_backends() {
 
 #[test]
 fn videogen_hourly_endpoint_groups_per_api_key_on_both_backends() {
-    let group = |name: &'static str| {
-        key(move |r: &Req| (r.endpoint == name).then(|| r.api_key.unwrap_or("").to_owned()))
-    };
+    let group = api_key_on;
     let twin = Twin::new("videogen")
         .scope("tools", log("500/hour"), group("tools"), None)
         .scope(

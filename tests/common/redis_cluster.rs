@@ -207,23 +207,38 @@ impl RedisCluster {
             .expect("CLUSTER MYID")
     }
 
+    /// Sends `CLUSTER SETSLOT slot state node_id` to node `i` (`state` is `IMPORTING`,
+    /// `MIGRATING` or `NODE`).
+    pub fn set_slot(&self, i: usize, slot: u16, state: &str, node_id: &str) {
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg(state)
+            .arg(node_id)
+            .query::<()>(&mut self.connection(i))
+            .unwrap_or_else(|e| panic!("CLUSTER SETSLOT {state}: {e}"));
+    }
+
     /// Starts migrating `slot` from node `from` to node `to`: `from` answers `ASK` for
     /// the slot's keys it does not hold, `to` accepts them after `ASKING`.
     pub fn start_migrating(&self, slot: u16, from: usize, to: usize) {
-        redis::cmd("CLUSTER")
-            .arg("SETSLOT")
-            .arg(slot)
-            .arg("IMPORTING")
-            .arg(self.node_id(from))
-            .query::<()>(&mut self.connection(to))
-            .expect("CLUSTER SETSLOT IMPORTING");
-        redis::cmd("CLUSTER")
-            .arg("SETSLOT")
-            .arg(slot)
-            .arg("MIGRATING")
-            .arg(self.node_id(to))
-            .query::<()>(&mut self.connection(from))
-            .expect("CLUSTER SETSLOT MIGRATING");
+        self.set_slot(to, slot, "IMPORTING", &self.node_id(from));
+        self.set_slot(from, slot, "MIGRATING", &self.node_id(to));
+    }
+
+    /// Moves every key that matches `pattern` from node `from` to node `to` (`MIGRATE`).
+    pub fn migrate_keys(&self, pattern: &str, from: usize, to: usize) {
+        let mut source = self.connection(from);
+        for key in self.keys_on(from, pattern) {
+            redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.ports[to])
+                .arg(&key)
+                .arg(0)
+                .arg(5000)
+                .query::<()>(&mut source)
+                .expect("MIGRATE");
+        }
     }
 
     /// Assigns `slot` to node `to` on every node: the others answer `MOVED` for it.
@@ -232,14 +247,17 @@ impl RedisCluster {
         // the importing node first, as a resharding does
         let order = std::iter::once(to).chain((0..self.ports.len()).filter(|&i| i != to));
         for i in order {
-            redis::cmd("CLUSTER")
-                .arg("SETSLOT")
-                .arg(slot)
-                .arg("NODE")
-                .arg(&id)
-                .query::<()>(&mut self.connection(i))
-                .expect("CLUSTER SETSLOT NODE");
+            self.set_slot(i, slot, "NODE", &id);
         }
+    }
+
+    /// Empties node `i`'s script cache (`SCRIPT FLUSH`), as a restart would: the next
+    /// check there meets `NOSCRIPT` and must load the script again.
+    pub fn flush_scripts(&self, i: usize) {
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query::<()>(&mut self.connection(i))
+            .expect("SCRIPT FLUSH");
     }
 
     /// Pauses node `i` (SIGSTOP): it accepts nothing and answers nothing. Keep it short:

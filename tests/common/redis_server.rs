@@ -136,6 +136,13 @@ impl RedisServer {
         send_signal(self.pid(), libc::SIGCONT).expect("SIGCONT the server");
     }
 
+    /// A blocking backend on the server, with `deadline` per call.
+    pub fn backend(&self, deadline: Duration) -> ratewarden::redis::RedisBackend {
+        ratewarden::redis::RedisBackend::open(&self.url())
+            .unwrap()
+            .with_deadline(deadline)
+    }
+
     /// A plain connection for inspecting and disturbing the server.
     pub fn connection(&self) -> redis::Connection {
         redis::Client::open(self.url())
