@@ -156,23 +156,25 @@ fn decide_then<A: Algorithm>(
     now: Nanos,
     cost: u64,
     then: &mut dyn FnMut(&Decision) -> bool,
-) -> Decision {
+) -> (Decision, bool) {
     // Decided without touching the state: a peek (`then` says no) leaves it as it was.
     let decision = alg.peek(state, now, cost);
     if !then(&decision) {
         // Not consumed: report what really remains.
-        return if decision.is_allowed() && cost > 0 {
+        let remains = if decision.is_allowed() && cost > 0 {
             alg.peek(state, now, 0)
         } else {
             decision
         };
+        return (remains, false);
     }
     // A cost of 0 consumes nothing: no commit, which would bring the state up to `now`
     // (roll a window, move GCRA's arrival time) as a peek must not.
-    if decision.is_allowed() && cost > 0 {
+    let commit = decision.is_allowed() && cost > 0;
+    if commit {
         alg.commit(state, now, cost);
     }
-    decision
+    (decision, commit)
 }
 
 /// One quota per key.
@@ -423,7 +425,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
             |alg| check_cost(alg, cost),
             |alg, state| {
                 check_cost(alg, cost)?;
-                Ok(alg.decide_and_commit(state, now, cost))
+                Ok((alg.decide_and_commit(state, now, cost), true))
             },
         )
     }
@@ -443,7 +445,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.store.with_existing(key, now, |alg, state| {
+        self.store.with_existing(key, |alg, state| {
             check_cost(alg, cost)?;
             Ok(match state {
                 Some(state) => alg.peek(state, now, cost),
@@ -467,7 +469,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.store.with_existing(key, now, |alg, state| {
+        self.store.with_existing(key, |alg, state| {
             if let Some(state) = state {
                 alg.refund(state, now, cost);
             }
@@ -539,7 +541,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.store.with_existing(key, now, |alg, state| {
+        self.store.with_existing(key, |alg, state| {
             let alg = vary(alg);
             check_cost(&alg, cost)?;
             Ok(match state {
@@ -556,7 +558,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.store.with_existing(key, now, |alg, state| {
+        self.store.with_existing(key, |alg, state| {
             if let Some(state) = state {
                 vary(alg).refund(state, now, cost);
             }
@@ -814,7 +816,7 @@ impl<A: Algorithm> Limiter<()> for UnkeyedLimiter<A> {
             self.alg.with(|alg| {
                 let alg = with_limit(alg, limit)?;
                 check_cost(&*alg, cost)?;
-                Ok(decide_then(&*alg, state, now, cost, then))
+                Ok(decide_then(&*alg, state, now, cost, then).0)
             })
         })
     }

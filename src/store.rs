@@ -167,12 +167,13 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         (hash, &self.shards[(hash >> 40) as usize & self.mask].0)
     }
 
-    /// Runs `f` with the parameters and the key's state, if the key is tracked.
+    /// Runs `f` with the parameters and the key's state, if the key is tracked. For
+    /// peeks and refunds: nothing is inserted and no sweep runs, so a peek at any time,
+    /// later than the clock's included, leaves every key where it was.
     #[inline]
     pub(crate) fn with_existing<Q, R>(
         &self,
         key: &Q,
-        now: Nanos,
         f: impl FnOnce(&A, Option<&mut A::State>) -> R,
     ) -> R
     where
@@ -183,21 +184,22 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         let mut table = shard.lock();
         let Table { entries, alg, .. } = &mut *table;
         let entry = entries.find_mut(hash, |e| e.key.borrow() == key);
-        let result = f(alg, entry.map(|e| &mut e.state));
-        self.tick(&mut table, now);
-        result
+        f(alg, entry.map(|e| &mut e.state))
     }
 
-    /// Runs `f` with the parameters and the key's state, inserting a fresh state for a
-    /// new key. Before a new key is inserted, `admit` may refuse the request (a cost the
-    /// parameters cannot hold), and then nothing is inserted.
+    /// Runs `f` with the parameters and the key's state (a fresh state for a new key).
+    /// `f` returns its result and whether it consumed, i.e. decided at `now` for real (a
+    /// check, or a transaction that committed): only then is a new key inserted and the
+    /// operation counted towards a sweep at `now`. Before a new key is decided, `admit`
+    /// may refuse the request (a cost the parameters cannot hold), and the key cap may
+    /// refuse the key.
     #[inline]
     pub(crate) fn with_state<Q, R>(
         &self,
         key: &Q,
         now: Nanos,
         admit: impl FnOnce(&A) -> Result<(), CheckError>,
-        f: impl FnOnce(&A, &mut A::State) -> Result<R, CheckError>,
+        f: impl FnOnce(&A, &mut A::State) -> Result<(R, bool), CheckError>,
     ) -> Result<R, CheckError>
     where
         K: Borrow<Q>,
@@ -210,9 +212,11 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         let Some(entry) = entries.find_mut(hash, |e| e.key.borrow() == key) else {
             return self.with_new_state(hash, &mut table, key, now, admit, f);
         };
-        let result = f(alg, &mut entry.state);
-        self.tick(&mut table, now);
-        result
+        let (result, consumed) = f(alg, &mut entry.state)?;
+        if consumed {
+            self.tick(&mut table, now);
+        }
+        Ok(result)
     }
 
     /// [`with_state`](Self::with_state) for a key that is not tracked yet.
@@ -225,7 +229,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         key: &Q,
         now: Nanos,
         admit: impl FnOnce(&A) -> Result<(), CheckError>,
-        f: impl FnOnce(&A, &mut A::State) -> Result<R, CheckError>,
+        f: impl FnOnce(&A, &mut A::State) -> Result<(R, bool), CheckError>,
     ) -> Result<R, CheckError>
     where
         K: Borrow<Q>,
@@ -237,21 +241,33 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
                 OnFull::Reject => Err(CheckError::KeyCapReached {
                     max_keys: self.max_keys,
                 }),
-                OnFull::AllowUntracked => f(&table.alg, &mut table.alg.fresh()),
+                OnFull::AllowUntracked => {
+                    f(&table.alg, &mut table.alg.fresh()).map(|(result, _)| result)
+                }
             };
         }
-        let Table { entries, alg, .. } = table;
-        let entry = entries.insert_unique(
-            hash,
-            Entry {
-                key: key.to_owned(),
-                state: alg.fresh(),
-            },
-            |e| self.hasher.hash_one(&e.key),
-        );
-        let result = f(alg, &mut entry.into_mut().state);
-        self.tick(table, now);
-        result
+        // Decided on a state that is stored only if it was consumed: a peek, or a
+        // transaction declined by a later scope, leaves the key untracked and gives its
+        // slot back.
+        let mut state = table.alg.fresh();
+        match f(&table.alg, &mut state) {
+            Ok((result, true)) => {
+                table.entries.insert_unique(
+                    hash,
+                    Entry {
+                        key: key.to_owned(),
+                        state,
+                    },
+                    |e| self.hasher.hash_one(&e.key),
+                );
+                self.tick(table, now);
+                Ok(result)
+            }
+            outcome => {
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                outcome.map(|(result, _)| result)
+            }
+        }
     }
 
     /// Replaces the parameters, carrying every key's state over to `next` at `now`; see
