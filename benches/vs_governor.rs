@@ -3,21 +3,28 @@
 //! Workloads (identical quotas, keys generated outside the timed loop):
 //! 1 unkeyed allowed · 2 unkeyed denied · 3 unkeyed, 2 threads · 4 keyed, one hot key ·
 //! 5 keyed, 100 000 keys · 6 keyed, 1 000 000 keys, Zipf(1.1) · 7 keyed, 2 threads,
-//! 100 000 keys · 8 three scopes: an atomic `Policy` against three limiters in sequence.
+//! 100 000 keys · 8 three scopes: an atomic `Policy` against three limiters in sequence
+//! (and, for scale, three ratewarden limiters in sequence sharing one clock reading).
 //! 1c and 2c repeat 1 and 2 with ratewarden's opt-in coarse clock (`Clock::coarse`),
 //! beside governor's default clock and governor's own coarse `QuantaUpkeepClock`.
 //! ratewarden's algorithms alone are in `benches/algorithms.rs`.
 //!
-//! `cargo bench --bench vs_governor`
+//! `cargo bench --bench vs_governor` measures each contender with criterion, one after
+//! the other. `cargo bench --bench vs_governor -- --paired` measures them in alternation
+//! instead: 21 rounds, each timing a batch of every contender of a workload (in an order
+//! that turns each round), and prints per workload the median time per check and the
+//! median and quartiles of the per-round ratios against governor. On a shared machine
+//! whose speed drifts, contenders timed seconds apart can see different machines;
+//! contenders timed milliseconds apart see the same one.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod common;
 
 use common::{cycle, keys, two_threads};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::Criterion;
 use governor::clock::QuantaUpkeepClock;
 use governor::{Quota, RateLimiter};
 use ratewarden::{Clock, Gcra, KeyedLimiter, Policy, Rate, Scope, UnkeyedLimiter, COARSE_INTERVAL};
@@ -26,6 +33,27 @@ const MANY: u32 = 1_000_000_000;
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap()
+}
+
+/// Runs `iters` checks and returns the time they took.
+type Runner = Box<dyn FnMut(u64) -> Duration>;
+
+/// One workload: ratewarden first, then governor (the peer ratios are taken against),
+/// then any other contender.
+struct Workload {
+    name: &'static str,
+    contenders: Vec<(&'static str, Runner)>,
+}
+
+/// `check` called `iters` times in a loop, timed.
+fn timed(mut check: impl FnMut() + 'static) -> Runner {
+    Box::new(move |iters| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            check();
+        }
+        start.elapsed()
+    })
 }
 
 /// `len` draws from `n` keys with Zipf(s) popularity (xorshift, inverse CDF).
@@ -49,32 +77,58 @@ fn zipf(n: usize, s: f64, len: usize) -> Vec<u64> {
         .collect()
 }
 
-fn unkeyed(c: &mut Criterion) {
-    let mut g = c.benchmark_group("1_unkeyed_allowed");
-    let rw = UnkeyedLimiter::new(Gcra::new(Rate::per_second(MANY as u64).unwrap()));
-    let gov = RateLimiter::direct(Quota::per_second(nz(MANY)));
-    g.bench_function("ratewarden", |b| {
-        b.iter(|| black_box(rw.check(1).unwrap().is_allowed()))
-    });
-    g.bench_function("governor", |b| b.iter(|| black_box(gov.check().is_ok())));
-    g.finish();
+/// An endless walk over keys the closure owns.
+fn owned_cycle(keys: Vec<u64>) -> impl FnMut() -> u64 {
+    let mut i = 0;
+    move || {
+        i = (i + 1) % keys.len();
+        keys[i]
+    }
+}
 
-    let mut g = c.benchmark_group("2_unkeyed_denied");
-    let rw = UnkeyedLimiter::new(Gcra::new(Rate::per_hour(1).unwrap()));
-    let gov = RateLimiter::direct(Quota::per_hour(nz(1)));
-    let _ = (rw.check(1), gov.check());
-    g.bench_function("ratewarden", |b| {
-        b.iter(|| black_box(rw.check(1).unwrap().is_allowed()))
-    });
-    g.bench_function("governor", |b| b.iter(|| black_box(gov.check().is_ok())));
-    g.finish();
+fn unkeyed() -> Vec<Workload> {
+    let mut out = Vec::new();
+    for (name, rate, quota) in [
+        (
+            "1_unkeyed_allowed",
+            Rate::per_second(u64::from(MANY)).unwrap(),
+            Quota::per_second(nz(MANY)),
+        ),
+        (
+            "2_unkeyed_denied",
+            Rate::per_hour(1).unwrap(),
+            Quota::per_hour(nz(1)),
+        ),
+    ] {
+        let rw = UnkeyedLimiter::new(Gcra::new(rate));
+        let gov = RateLimiter::direct(quota);
+        let _ = (rw.check(1), gov.check());
+        out.push(Workload {
+            name,
+            contenders: vec![
+                (
+                    "ratewarden",
+                    timed(move || {
+                        black_box(rw.check(1).unwrap().is_allowed());
+                    }),
+                ),
+                (
+                    "governor",
+                    timed(move || {
+                        black_box(gov.check().is_ok());
+                    }),
+                ),
+            ],
+        });
+    }
 
-    // The opt-in coarse clock, against governor's default clock and its own coarse one.
-    for (group, per_second) in [
+    // The opt-in coarse clock, against governor's default clock and its own coarse one
+    // (one upkeep thread at a time).
+    let upkeep = QuantaUpkeepClock::from_interval(COARSE_INTERVAL).unwrap();
+    for (name, per_second) in [
         ("1c_unkeyed_allowed_coarse", MANY),
         ("2c_unkeyed_denied_coarse", 0),
     ] {
-        let mut g = c.benchmark_group(group);
         let (rate, quota) = match per_second {
             0 => (Rate::per_hour(1).unwrap(), Quota::per_hour(nz(1))),
             n => (
@@ -84,104 +138,140 @@ fn unkeyed(c: &mut Criterion) {
         };
         let rw = UnkeyedLimiter::with_clock(Gcra::new(rate), Clock::coarse());
         let gov = RateLimiter::direct(quota);
-        let gov_coarse = RateLimiter::direct_with_clock(
-            quota,
-            QuantaUpkeepClock::from_interval(COARSE_INTERVAL).unwrap(),
-        );
+        let gov_coarse = RateLimiter::direct_with_clock(quota, upkeep.clone());
         let _ = (rw.check(1), gov.check(), gov_coarse.check());
-        g.bench_function("ratewarden_coarse", |b| {
-            b.iter(|| black_box(rw.check(1).unwrap().is_allowed()))
+        out.push(Workload {
+            name,
+            contenders: vec![
+                (
+                    "ratewarden_coarse",
+                    timed(move || {
+                        black_box(rw.check(1).unwrap().is_allowed());
+                    }),
+                ),
+                (
+                    "governor",
+                    timed(move || {
+                        black_box(gov.check().is_ok());
+                    }),
+                ),
+                (
+                    "governor_upkeep_clock",
+                    timed(move || {
+                        black_box(gov_coarse.check().is_ok());
+                    }),
+                ),
+            ],
         });
-        g.bench_function("governor", |b| b.iter(|| black_box(gov.check().is_ok())));
-        g.bench_function("governor_upkeep_clock", |b| {
-            b.iter(|| black_box(gov_coarse.check().is_ok()))
-        });
-        g.finish();
     }
 
-    let mut g = c.benchmark_group("3_unkeyed_2_threads");
-    let rw = UnkeyedLimiter::new(Gcra::new(Rate::per_second(MANY as u64).unwrap()));
+    let rw = UnkeyedLimiter::new(Gcra::new(Rate::per_second(u64::from(MANY)).unwrap()));
     let gov = RateLimiter::direct(Quota::per_second(nz(MANY)));
-    g.bench_function("ratewarden", |b| {
-        b.iter_custom(|n| {
-            two_threads(n, |n, _| {
-                (0..n).for_each(|_| {
-                    black_box(rw.check(1)).ok();
-                })
-            })
-        })
+    out.push(Workload {
+        name: "3_unkeyed_2_threads",
+        contenders: vec![
+            (
+                "ratewarden",
+                Box::new(move |n| {
+                    two_threads(n, |n, _| {
+                        (0..n).for_each(|_| {
+                            black_box(rw.check(1)).ok();
+                        })
+                    })
+                }),
+            ),
+            (
+                "governor",
+                Box::new(move |n| {
+                    two_threads(n, |n, _| (0..n).for_each(|_| drop(black_box(gov.check()))))
+                }),
+            ),
+        ],
     });
-    g.bench_function("governor", |b| {
-        b.iter_custom(|n| two_threads(n, |n, _| (0..n).for_each(|_| drop(black_box(gov.check())))))
-    });
-    g.finish();
+    out
 }
 
-fn keyed(c: &mut Criterion) {
-    let rate = Rate::per_second(MANY as u64).unwrap();
+fn keyed() -> Vec<Workload> {
+    let rate = Rate::per_second(u64::from(MANY)).unwrap();
     let quota = Quota::per_second(nz(MANY));
+    let mut out = Vec::new();
 
-    let mut g = c.benchmark_group("4_keyed_hot_key");
     let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
     let gov = RateLimiter::keyed(quota);
-    g.bench_function("ratewarden", |b| {
-        b.iter(|| black_box(rw.check(&7, 1).unwrap().is_allowed()))
+    out.push(Workload {
+        name: "4_keyed_hot_key",
+        contenders: vec![
+            (
+                "ratewarden",
+                timed(move || {
+                    black_box(rw.check(&7, 1).unwrap().is_allowed());
+                }),
+            ),
+            (
+                "governor",
+                timed(move || {
+                    black_box(gov.check_key(&7).is_ok());
+                }),
+            ),
+        ],
     });
-    g.bench_function("governor", |b| {
-        b.iter(|| black_box(gov.check_key(&7).is_ok()))
-    });
-    g.finish();
+
+    for (name, draws) in [
+        ("5_keyed_100k", keys(100_000)),
+        ("6_keyed_zipf_1m", zipf(1_000_000, 1.1, 4_000_000)),
+    ] {
+        let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
+        let gov = RateLimiter::keyed(quota);
+        let (mut rw_next, mut gov_next) = (owned_cycle(draws.clone()), owned_cycle(draws));
+        out.push(Workload {
+            name,
+            contenders: vec![
+                (
+                    "ratewarden",
+                    timed(move || {
+                        black_box(rw.check(&rw_next(), 1).unwrap().is_allowed());
+                    }),
+                ),
+                (
+                    "governor",
+                    timed(move || {
+                        black_box(gov.check_key(&gov_next()).is_ok());
+                    }),
+                ),
+            ],
+        });
+    }
 
     let many = keys(100_000);
-    let mut g = c.benchmark_group("5_keyed_100k");
     let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
     let gov = RateLimiter::keyed(quota);
-    let mut next = cycle(&many);
-    g.bench_function("ratewarden", |b| {
-        b.iter(|| black_box(rw.check(next(), 1).unwrap().is_allowed()))
+    let gov_keys = many.clone();
+    out.push(Workload {
+        name: "7_keyed_2_threads_100k",
+        contenders: vec![
+            (
+                "ratewarden",
+                Box::new(move |n| {
+                    two_threads(n, |n, t| {
+                        let mut next = cycle(&many[t * 25_000..t * 25_000 + 75_000]);
+                        (0..n).for_each(|_| {
+                            black_box(rw.check(next(), 1)).ok();
+                        })
+                    })
+                }),
+            ),
+            (
+                "governor",
+                Box::new(move |n| {
+                    two_threads(n, |n, t| {
+                        let mut next = cycle(&gov_keys[t * 25_000..t * 25_000 + 75_000]);
+                        (0..n).for_each(|_| drop(black_box(gov.check_key(next()))))
+                    })
+                }),
+            ),
+        ],
     });
-    let mut next = cycle(&many);
-    g.bench_function("governor", |b| {
-        b.iter(|| black_box(gov.check_key(next()).is_ok()))
-    });
-    g.finish();
-
-    let draws = zipf(1_000_000, 1.1, 4_000_000);
-    let mut g = c.benchmark_group("6_keyed_zipf_1m");
-    let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
-    let gov = RateLimiter::keyed(quota);
-    let mut next = cycle(&draws);
-    g.bench_function("ratewarden", |b| {
-        b.iter(|| black_box(rw.check(next(), 1).unwrap().is_allowed()))
-    });
-    let mut next = cycle(&draws);
-    g.bench_function("governor", |b| {
-        b.iter(|| black_box(gov.check_key(next()).is_ok()))
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("7_keyed_2_threads_100k");
-    let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
-    let gov = RateLimiter::keyed(quota);
-    g.bench_function("ratewarden", |b| {
-        b.iter_custom(|n| {
-            two_threads(n, |n, t| {
-                let mut next = cycle(&many[t * 25_000..t * 25_000 + 75_000]);
-                (0..n).for_each(|_| {
-                    black_box(rw.check(next(), 1)).ok();
-                })
-            })
-        })
-    });
-    g.bench_function("governor", |b| {
-        b.iter_custom(|n| {
-            two_threads(n, |n, t| {
-                let mut next = cycle(&many[t * 25_000..t * 25_000 + 75_000]);
-                (0..n).for_each(|_| drop(black_box(gov.check_key(next()))))
-            })
-        })
-    });
-    g.finish();
+    out
 }
 
 #[derive(Clone, Copy)]
@@ -191,8 +281,8 @@ struct Req {
     video: u64,
 }
 
-fn three_scopes(c: &mut Criterion) {
-    let rate = Rate::per_second(MANY as u64).unwrap();
+fn three_scopes() -> Vec<Workload> {
+    let rate = Rate::per_second(u64::from(MANY)).unwrap();
     let quota = Quota::per_second(nz(MANY));
     let reqs: Vec<Req> = keys(100_000)
         .iter()
@@ -203,7 +293,14 @@ fn three_scopes(c: &mut Criterion) {
             video: k % 50_000 + i as u64 % 3,
         })
         .collect();
-    let mut g = c.benchmark_group("8_three_scopes");
+    let walk = |reqs: &Vec<Req>| {
+        let reqs = reqs.clone();
+        let mut i = 0;
+        move || {
+            i = (i + 1) % reqs.len();
+            reqs[i]
+        }
+    };
     let policy = Policy::builder()
         .scope(Scope::keyed("key", Gcra::new(rate), |r: &Req| Some(r.key)))
         .scope(Scope::keyed("org", Gcra::new(rate), |r: &Req| Some(r.org)))
@@ -211,38 +308,125 @@ fn three_scopes(c: &mut Criterion) {
             Some(r.video)
         }))
         .build();
-    let mut i = 0;
-    g.bench_function("ratewarden_policy", |b| {
-        b.iter(|| {
-            i = (i + 1) % reqs.len();
-            black_box(policy.check(&reqs[i], 1).unwrap().is_allowed())
-        })
-    });
-    let (a, o, v) = (
+    let mut policy_next = walk(&reqs);
+    // Not atomic, for scale: what the policy's walk adds to its three lookups.
+    let (a, o, v): (KeyedLimiter<u64>, KeyedLimiter<u64>, KeyedLimiter<u64>) = (
+        KeyedLimiter::new(Gcra::new(rate)),
+        KeyedLimiter::new(Gcra::new(rate)),
+        KeyedLimiter::new(Gcra::new(rate)),
+    );
+    let clock = Clock::new();
+    let mut seq_next = walk(&reqs);
+    let (ga, go, gv) = (
         RateLimiter::keyed(quota),
         RateLimiter::keyed(quota),
         RateLimiter::keyed(quota),
     );
-    let mut i = 0;
-    g.bench_function("governor_sequential", |b| {
-        b.iter(|| {
-            i = (i + 1) % reqs.len();
-            let r = &reqs[i];
-            black_box(
-                a.check_key(&r.key).is_ok()
-                    && o.check_key(&r.org).is_ok()
-                    && v.check_key(&r.video).is_ok(),
-            )
-        })
-    });
-    g.finish();
+    let mut gov_next = walk(&reqs);
+    vec![Workload {
+        name: "8_three_scopes",
+        contenders: vec![
+            (
+                "ratewarden_policy",
+                timed(move || {
+                    black_box(policy.check(&policy_next(), 1).unwrap().is_allowed());
+                }),
+            ),
+            (
+                "governor_sequential",
+                timed(move || {
+                    let r = gov_next();
+                    black_box(
+                        ga.check_key(&r.key).is_ok()
+                            && go.check_key(&r.org).is_ok()
+                            && gv.check_key(&r.video).is_ok(),
+                    );
+                }),
+            ),
+            (
+                "ratewarden_sequential_one_clock_read",
+                timed(move || {
+                    let (r, now) = (seq_next(), clock.now());
+                    black_box(
+                        a.check_at(&r.key, 1, now).unwrap().is_allowed()
+                            && o.check_at(&r.org, 1, now).unwrap().is_allowed()
+                            && v.check_at(&r.video, 1, now).unwrap().is_allowed(),
+                    );
+                }),
+            ),
+        ],
+    }]
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
-    targets = unkeyed, keyed, three_scopes
+fn workloads() -> Vec<Workload> {
+    let mut all = unkeyed();
+    all.extend(keyed());
+    all.extend(three_scopes());
+    all
 }
-criterion_main!(benches);
+
+/// Criterion, one contender after another.
+fn with_criterion() {
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    for mut workload in workloads() {
+        let mut g = c.benchmark_group(workload.name);
+        for (who, run) in workload.contenders.iter_mut() {
+            g.bench_function(*who, |b| b.iter_custom(&mut *run));
+        }
+        g.finish();
+    }
+    c.final_summary();
+}
+
+/// The median and the quartiles of `values`.
+fn quartiles(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    (at(0.25), at(0.5), at(0.75))
+}
+
+/// Contenders in alternation, `ROUNDS` batches of `CHECKS` checks each: a batch long
+/// enough that the caches the other contenders left cold are a small part of it.
+fn paired(filter: Option<&str>) {
+    const ROUNDS: usize = 21;
+    const CHECKS: u64 = 1_000_000;
+    println!("workload / contender: median ns per check; ratio to governor: median [quartiles]");
+    let chosen = workloads()
+        .into_iter()
+        .filter(|w| filter.is_none_or(|f| w.name.contains(f)));
+    for mut workload in chosen {
+        let k = workload.contenders.len();
+        for (_, run) in workload.contenders.iter_mut() {
+            run(CHECKS); // warm up
+        }
+        let mut nanos = vec![Vec::with_capacity(ROUNDS); k];
+        for round in 0..ROUNDS {
+            for j in 0..k {
+                let c = (round + j) % k;
+                let elapsed = (workload.contenders[c].1)(CHECKS);
+                nanos[c].push(elapsed.as_nanos() as f64 / CHECKS as f64);
+            }
+        }
+        println!("{}", workload.name);
+        for (c, (who, _)) in workload.contenders.iter().enumerate() {
+            let (_, median, _) = quartiles(nanos[c].clone());
+            let ratios = nanos[c].iter().zip(&nanos[1]).map(|(a, b)| a / b).collect();
+            let (q1, ratio, q3) = quartiles(ratios);
+            println!("  {who:<38} {median:>8.1} ns   {ratio:.2} [{q1:.2}–{q3:.2}]");
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--paired") {
+        // The first argument after `--paired` that is not an option picks workloads by name.
+        let filter = args[at + 1..].iter().find(|a| !a.starts_with('-'));
+        paired(filter.map(String::as_str));
+    } else {
+        with_criterion();
+    }
+}
