@@ -15,17 +15,21 @@
 //!   no information, so dropping it loses nothing. Sweeps drop keys that have been idle
 //!   for at least [`IDLE_GRACE`] (one second), so that keys which refill between their
 //!   own requests are not dropped and re-inserted on every visit. Each shard counts the
-//!   operations on it; the operation that finds a sweep due runs it (`retain` of
-//!   non-idle keys, then a shrink if the table is mostly empty). A sweep is due once the
-//!   operations since the last one reach half the shard's size and a quarter of the
+//!   operations that consume on it (checks, and transactions that commit; peeks and
+//!   refunds count nothing and never sweep, since they may ask about any time, later
+//!   than the clock's included). The operation that finds a sweep due runs it (`retain`
+//!   of non-idle keys, then a shrink if the table is mostly empty). A sweep is due once
+//!   the operations since the last one reach half the shard's size and a quarter of the
 //!   grace period has passed (amortised O(1) per operation, at most four passes a second
 //!   over a busy shard), or once two grace periods have passed and the shard has seen at
 //!   least a few dozen operations (so that a trickle of traffic still reclaims a large
-//!   crowd of idle keys within seconds: at most one pass every two seconds, about a
-//!   nanosecond per key). No background thread and no user call: memory follows the
-//!   *active* key set.
+//!   crowd of idle keys within seconds: at most one pass over the shard every two
+//!   seconds). No background thread and no user call: memory follows the *active* key
+//!   set.
 //! - **Key cap.** [`max_keys`](crate::KeyedBuilder::max_keys) bounds the number of keys
-//!   against key spraying. A new key at the cap triggers a sweep of its shard if the
+//!   against key spraying. A new key is stored only when its request consumes: a policy
+//!   peek, or a policy check another scope denied, reserves a slot while it decides and
+//!   gives it back. A new key at the cap triggers a sweep of its shard if the
 //!   shard has seen half its size in operations since its last sweep (refused keys
 //!   count), which keeps a flood of new keys at amortised O(1) each. Idle keys in other
 //!   shards are reclaimed as traffic reaches those shards, so just after many keys go
