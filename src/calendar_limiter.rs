@@ -128,6 +128,22 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> CalendarLimiter<K> {
     }
 }
 
+/// The quota anchored at `anchor`, with `limit` units per period if given (the period
+/// stays the quota's).
+fn anchored_with(
+    quota: &CalendarQuota,
+    anchor: CycleAnchor,
+    limit: Option<u64>,
+) -> Result<CalendarQuota, CheckError> {
+    let alg = quota.anchored(anchor);
+    match limit.filter(|&c| c != alg.count()) {
+        Some(count) => Rate::new(count, alg.rate().window())
+            .map(|rate| alg.with_rate(rate))
+            .map_err(|_| CheckError::InvalidLimit { count }),
+        None => Ok(alg),
+    }
+}
+
 impl<K> Limiter<(K, CycleAnchor)> for CalendarLimiter<K>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -177,16 +193,20 @@ where
         limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError> {
-        let vary = |quota: &CalendarQuota| {
-            let alg = quota.anchored(key.1);
-            match limit.filter(|&c| c != alg.count()) {
-                Some(count) => Rate::new(count, alg.rate().window())
-                    .map(|rate| alg.with_rate(rate))
-                    .map_err(|_| CheckError::InvalidLimit { count }),
-                None => Ok(alg),
-            }
-        };
-        self.inner.transact_with(vary, &key.0, cost, now, then)
+        self.inner
+            .transact_with(|q| anchored_with(q, key.1, limit), &key.0, cost, now, then)
+    }
+
+    fn transact_peek(
+        &self,
+        key: &(K, CycleAnchor),
+        cost: u64,
+        now: Nanos,
+        limit: Option<u64>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError> {
+        self.inner
+            .transact_peek_with(|q| anchored_with(q, key.1, limit), &key.0, cost, now, then)
     }
 
     fn tracked_keys(&self) -> usize {

@@ -70,6 +70,26 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError>;
 
+    /// [`transact`](Limiter::transact) for a peek ([`Policy::peek`](crate::Policy::peek)):
+    /// `then` sees the decision while the key's state is held, and nothing is consumed,
+    /// stored, counted or swept, whatever `then` returns (a keyed limiter decides a new
+    /// key on a fresh state it does not keep, and reserves no room under its key cap).
+    /// Returns what `transact` returns when `then` declines. The default calls
+    /// `transact` with a `then` that always declines.
+    fn transact_peek(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Nanos,
+        limit: Option<u64>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError> {
+        self.transact(key, cost, now, limit, &mut |decision| {
+            then(decision);
+            false
+        })
+    }
+
     /// Number of keys currently tracked (1 for an unkeyed limiter).
     fn tracked_keys(&self) -> usize {
         1
@@ -175,6 +195,29 @@ fn decide_then<A: Algorithm>(
         alg.commit(state, now, cost);
     }
     (decision, commit)
+}
+
+/// [`decide_then`] for a peek, on the key's state or a fresh one: never commits.
+fn decide_peek<A: Algorithm>(
+    alg: &A,
+    state: Option<&mut A::State>,
+    now: Nanos,
+    cost: u64,
+    then: &mut dyn FnMut(&Decision) -> bool,
+) -> Decision {
+    let mut fresh;
+    let state = match state {
+        Some(state) => state,
+        None => {
+            fresh = alg.fresh();
+            &mut fresh
+        }
+    };
+    let mut declined = |decision: &Decision| {
+        then(decision);
+        false
+    };
+    decide_then(alg, state, now, cost, &mut declined).0
 }
 
 /// One quota per key.
@@ -528,6 +571,44 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         )
     }
 
+    /// [`Limiter::transact_peek`] with a key borrowed from the one stored.
+    pub fn transact_peek<Q>(
+        &self,
+        key: &Q,
+        cost: u64,
+        now: Nanos,
+        limit: Option<u64>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let vary = |alg: &A| with_limit(alg, limit).map(Cow::into_owned);
+        self.transact_peek_with(vary, key, cost, now, then)
+    }
+
+    /// [`transact_peek`](Self::transact_peek) judged by `vary(alg)`; see
+    /// [`transact_with`](Self::transact_with).
+    pub(crate) fn transact_peek_with<Q>(
+        &self,
+        vary: impl FnOnce(&A) -> Result<A, CheckError>,
+        key: &Q,
+        cost: u64,
+        now: Nanos,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.store.with_existing(key, |alg, state| {
+            let alg = vary(alg)?;
+            check_cost(&alg, cost)?;
+            Ok(decide_peek(&alg, state, now, cost, then))
+        })
+    }
+
     /// [`peek_at`](Self::peek_at) judged by `vary(alg)`; see
     /// [`transact_with`](Self::transact_with).
     pub(crate) fn peek_with<Q>(
@@ -605,6 +686,17 @@ where
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError> {
         KeyedLimiter::transact(self, key, cost, now, limit, then)
+    }
+
+    fn transact_peek(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Nanos,
+        limit: Option<u64>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError> {
+        KeyedLimiter::transact_peek(self, key, cost, now, limit, then)
     }
 
     fn tracked_keys(&self) -> usize {
@@ -884,6 +976,17 @@ impl<K: ?Sized, L: Limiter<K> + ?Sized> Limiter<K> for Box<L> {
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError> {
         (**self).transact(key, cost, now, limit, then)
+    }
+
+    fn transact_peek(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Nanos,
+        limit: Option<u64>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError> {
+        (**self).transact_peek(key, cost, now, limit, then)
     }
 
     fn tracked_keys(&self) -> usize {

@@ -95,6 +95,16 @@ struct Table<K, A: Algorithm> {
 #[repr(align(128))]
 struct Shard<K, A: Algorithm>(Mutex<Table<K, A>>);
 
+/// A slot reserved under the key cap, given back when dropped (also when a closure
+/// deciding for the new key panics) unless the key was stored.
+struct Reserved<'a>(&'a AtomicUsize);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Sharded per-key state for one algorithm.
 pub(crate) struct Store<K, A: Algorithm> {
     shards: Box<[Shard<K, A>]>,
@@ -250,28 +260,25 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
                 }
             };
         }
-        // Decided on a state that is stored only if it was consumed: a peek, or a
-        // transaction declined by a later scope, leaves the key untracked and gives its
-        // slot back.
+        // Decided on a state that is stored only if it was consumed: a transaction
+        // declined by a later scope (or one that panics) leaves the key untracked and
+        // gives its slot back.
+        let slot = Reserved(&self.len);
         let mut state = table.alg.fresh();
-        match f(&table.alg, &mut state) {
-            Ok((result, true)) => {
-                table.entries.insert_unique(
-                    hash,
-                    Entry {
-                        key: key.to_owned(),
-                        state,
-                    },
-                    |e| self.hasher.hash_one(&e.key),
-                );
-                self.tick(table, now);
-                Ok(result)
-            }
-            outcome => {
-                self.len.fetch_sub(1, Ordering::Relaxed);
-                outcome.map(|(result, _)| result)
-            }
+        let (result, consumed) = f(&table.alg, &mut state)?;
+        if consumed {
+            table.entries.insert_unique(
+                hash,
+                Entry {
+                    key: key.to_owned(),
+                    state,
+                },
+                |e| self.hasher.hash_one(&e.key),
+            );
+            std::mem::forget(slot);
+            self.tick(table, now);
         }
+        Ok(result)
     }
 
     /// Replaces the parameters, carrying every key's state over to `next` at `now`; see

@@ -394,14 +394,17 @@ impl<Req> Walk<'_, '_, '_, '_, Req> {
         let (req, cost, now) = (self.req, self.cost, self.now);
         let limit = scope.limit.as_ref().and_then(|limit| limit(req));
         let mut rest = true;
-        let outcome = scope.run.transact(req, cost, now, limit, &mut |decision| {
-            self.decision.entries.push(i, scope.shadow, *decision);
-            if !scope.shadow && decision.is_denied() {
-                self.decision.allowed = false;
-            }
-            rest = self.step(i + 1);
-            self.commit && rest && self.decision.allowed
-        });
+        let peek = !self.commit;
+        let outcome = scope
+            .run
+            .transact(req, cost, now, limit, peek, &mut |decision| {
+                self.decision.entries.push(i, scope.shadow, *decision);
+                if !scope.shadow && decision.is_denied() {
+                    self.decision.allowed = false;
+                }
+                rest = self.step(i + 1);
+                self.commit && rest && self.decision.allowed
+            });
         match outcome {
             None => self.step(i + 1),
             Some(Ok(remains)) => {

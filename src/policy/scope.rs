@@ -15,13 +15,15 @@ use crate::{
 
 /// What a policy needs from a scope, with the limiter and key types erased.
 pub(crate) trait Run<Req>: Send + Sync {
-    /// `None` when the scope does not apply to `req`.
+    /// `None` when the scope does not apply to `req`. A `peek` goes through
+    /// [`Limiter::transact_peek`]: nothing consumed, stored or swept.
     fn transact(
         &self,
         req: &Req,
         cost: u64,
         now: Nanos,
         limit: Option<u64>,
+        peek: bool,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Option<Result<Decision, CheckError>>;
     fn refund(&self, req: &Req, cost: u64, now: Nanos);
@@ -179,10 +181,14 @@ where
         cost: u64,
         now: Nanos,
         limit: Option<u64>,
+        peek: bool,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Option<Result<Decision, CheckError>> {
         let key = (self.key)(req)?;
-        Some(self.limiter.transact(&key, cost, now, limit, then))
+        Some(match peek {
+            true => self.limiter.transact_peek(&key, cost, now, limit, then),
+            false => self.limiter.transact(&key, cost, now, limit, then),
+        })
     }
 
     fn refund(&self, req: &Req, cost: u64, now: Nanos) {
@@ -243,10 +249,14 @@ where
         cost: u64,
         now: Nanos,
         limit: Option<u64>,
+        peek: bool,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Option<Result<Decision, CheckError>> {
         let key = (self.key)(req)?;
-        Some(self.limiter.transact(key, cost, now, limit, then))
+        Some(match peek {
+            true => self.limiter.transact_peek(key, cost, now, limit, then),
+            false => self.limiter.transact(key, cost, now, limit, then),
+        })
     }
 
     fn refund(&self, req: &Req, cost: u64, now: Nanos) {
