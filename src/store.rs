@@ -28,8 +28,8 @@
 //!   set.
 //! - **Key cap.** [`max_keys`](crate::KeyedBuilder::max_keys) bounds the number of keys
 //!   against key spraying. A new key is stored only when its request consumes: a policy
-//!   peek, or a policy check another scope denied, reserves a slot while it decides and
-//!   gives it back. A new key at the cap triggers a sweep of its shard if the
+//!   check that another scope denies reserves a slot while it decides and gives it
+//!   back, and a peek reserves none. A new key at the cap triggers a sweep of its shard if the
 //!   shard has seen half its size in operations since its last sweep (refused keys
 //!   count), which keeps a flood of new keys at amortised O(1) each. Idle keys in other
 //!   shards are reclaimed as traffic reaches those shards, so just after many keys go
