@@ -525,3 +525,72 @@ fn a_check_of_cost_zero_at_a_later_time_changes_nothing() {
         "policy: the cost-0 check moved GCRA's arrival time an hour ahead: {d:?}"
     );
 }
+
+thread_local! {
+    /// How many times a [`Counted`] key was hashed on this thread.
+    static HASHES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A key that counts its hashing.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct Counted(u64);
+
+impl std::hash::Hash for Counted {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        HASHES.with(|h| h.set(h.get() + 1));
+        self.0.hash(state);
+    }
+}
+
+/// Hashes of `Counted` keys while `f` runs.
+fn hashes_in(f: impl FnOnce()) -> usize {
+    let before = HASHES.with(|h| h.get());
+    f();
+    HASHES.with(|h| h.get()) - before
+}
+
+#[test]
+fn a_check_hashes_its_key_once_and_a_policy_each_scopes_key_once() {
+    use ratewarden::{Policy, Scope};
+
+    let limiter: KeyedLimiter<Counted> = KeyedLimiter::new(Gcra::new(rate("100/s")));
+    limiter.check(&Counted(1), 1).unwrap();
+    assert_eq!(
+        hashes_in(|| assert!(limiter.check(&Counted(1), 1).is_ok())),
+        1
+    );
+    assert_eq!(
+        hashes_in(|| assert!(limiter.peek(&Counted(1), 1).is_ok())),
+        1
+    );
+    assert_eq!(hashes_in(|| limiter.refund(&Counted(1), 1)), 1);
+
+    struct Req {
+        user: u64,
+        org: u64,
+        video: u64,
+    }
+    let policy = Policy::builder()
+        .scope(Scope::keyed("user", Gcra::new(rate("100/s")), |r: &Req| {
+            Some(Counted(r.user))
+        }))
+        .scope(Scope::keyed(
+            "org",
+            FixedWindow::new(rate("100/s")),
+            |r: &Req| Some(Counted(r.org)),
+        ))
+        .scope(Scope::keyed(
+            "video",
+            SlidingWindow::new(rate("100/s")),
+            |r: &Req| Some(Counted(r.video)),
+        ))
+        .build();
+    let req = Req {
+        user: 1,
+        org: 2,
+        video: 3,
+    };
+    policy.check(&req, 1).unwrap();
+    assert_eq!(hashes_in(|| assert!(policy.check(&req, 1).is_ok())), 3);
+    assert_eq!(hashes_in(|| assert!(policy.peek(&req, 1).is_ok())), 3);
+}
