@@ -75,7 +75,8 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
     /// stored, counted or swept, whatever `then` returns (a keyed limiter decides a new
     /// key on a fresh state it does not keep, and reserves no room under its key cap).
     /// Returns what `transact` returns when `then` declines. The default calls
-    /// `transact` with a `then` that always declines.
+    /// `transact` with a `then` that always declines; a limiter that wraps another
+    /// should forward this method, so that the inner limiter's own answer applies.
     fn transact_peek(
         &self,
         key: &K,
@@ -473,7 +474,10 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         )
     }
 
-    /// What [`check`](Self::check) would return now, consuming nothing.
+    /// What [`check`](Self::check) would return now, consuming nothing. A new key is
+    /// judged on a fresh state that is not stored, so at the key cap a peek of a new key
+    /// answers as for a fresh key where a check would be refused with
+    /// [`CheckError::KeyCapReached`] (under [`OnFull::Reject`]).
     pub fn peek<Q>(&self, key: &Q, cost: u64) -> Result<Decision, CheckError>
     where
         K: Borrow<Q>,
@@ -532,6 +536,11 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        // Nothing to consume: a peek, which reserves nothing under the key cap and
+        // sweeps nothing, as for a check.
+        if cost == 0 {
+            return self.transact_peek(key, 0, now, limit, then);
+        }
         let admit = |alg: &A| check_cost(&*with_limit(alg, limit)?, cost);
         self.store.with_state(key, now, admit, |alg, state| {
             let alg = with_limit(alg, limit)?;
@@ -559,6 +568,9 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        if cost == 0 {
+            return self.transact_peek_with(vary, key, 0, now, then);
+        }
         self.store.with_state(
             key,
             now,

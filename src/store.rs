@@ -62,6 +62,7 @@ use crate::{CheckError, Nanos};
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum OnFull {
     /// Refuse the request with [`CheckError::KeyCapReached`] (fail closed for new keys).
+    /// A peek is not refused: it judges a new key as fresh and stores nothing.
     #[default]
     Reject,
     /// Judge the request against a fresh state that is not stored (fail open for new
@@ -264,17 +265,15 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         // declined by a later scope (or one that panics) leaves the key untracked and
         // gives its slot back.
         let slot = Reserved(&self.len);
+        // Owned before anything is decided: a policy's later scopes commit inside `f`,
+        // so nothing that can fail may come after it.
+        let key = key.to_owned();
         let mut state = table.alg.fresh();
         let (result, consumed) = f(&table.alg, &mut state)?;
         if consumed {
-            table.entries.insert_unique(
-                hash,
-                Entry {
-                    key: key.to_owned(),
-                    state,
-                },
-                |e| self.hasher.hash_one(&e.key),
-            );
+            table
+                .entries
+                .insert_unique(hash, Entry { key, state }, |e| self.hasher.hash_one(&e.key));
             std::mem::forget(slot);
             self.tick(table, now);
         }

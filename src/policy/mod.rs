@@ -247,7 +247,10 @@ impl<Req: 'static> Policy<Req> {
         self.evaluate(req, cost, now, true)
     }
 
-    /// What [`check`](Self::check) would return now, consuming nothing.
+    /// What [`check`](Self::check) would return now, consuming nothing, storing no key
+    /// and reserving no room under any scope's key cap: at a cap, a new key is judged
+    /// as fresh, as [`KeyedLimiter::peek`](crate::KeyedLimiter::peek) judges it, where a
+    /// check would be refused with [`CheckError::KeyCapReached`](crate::CheckError).
     pub fn peek(&self, req: &Req, cost: u64) -> Result<PolicyDecision<'_>, PolicyError> {
         self.peek_at(req, cost, self.clock.now())
     }
