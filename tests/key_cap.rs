@@ -72,11 +72,10 @@ fn a_panicking_check_with_admission_gives_the_scopes_key_cap_slots_back() {
     );
 }
 
-/// A policy peek of a new key at the key cap reserves nothing and sweeps nothing: a sweep
-/// as of the peek's time (two hours ahead) would drop key 1, exhausted for this hour, and
-/// the next check at the present would admit it again.
-#[test]
-fn a_policy_peek_at_a_later_time_at_the_key_cap_keeps_a_key_in_use() {
+/// Org 1 exhausts its 10/hour in a one-key store at its cap; `ask` then asks about a new
+/// org two hours ahead. Asking consumes nothing, so it must not sweep the shard as of
+/// then: that would drop org 1, and the next check at the present would admit it again.
+fn org_stays_exhausted_after(ask: impl FnOnce(&Policy<u64>, u64)) {
     let (clock, _mock) = Clock::mock();
     let orgs: KeyedLimiter<u64, FixedWindow> =
         KeyedLimiter::builder(FixedWindow::new(Rate::per_hour(10).unwrap()))
@@ -90,14 +89,29 @@ fn a_policy_peek_at_a_later_time_at_the_key_cap_keeps_a_key_in_use() {
     let now = 10 * 3_600 * S; // on the hour
     assert!(policy.check_at(&1, 10, now).unwrap().is_allowed());
     assert!(policy.check_at(&1, 1, now).unwrap().is_denied());
-    // "How would a new org 2 stand in two hours?"
-    let _ = policy.peek_at(&2, 1, now + 2 * 3_600 * S);
+    ask(&policy, now + 2 * 3_600 * S);
     let d = policy.check_at(&1, 1, now).unwrap();
     assert!(
         d.is_denied(),
         "org 1 used its 10/hour and was admitted again in the same hour (evictions: {})",
         policy.stats().scopes[0].evictions
     );
+}
+
+/// A policy peek of a new key at the key cap reserves nothing and sweeps nothing.
+#[test]
+fn a_policy_peek_at_a_later_time_at_the_key_cap_keeps_a_key_in_use() {
+    org_stays_exhausted_after(|policy, later| {
+        let _ = policy.peek_at(&2, 1, later);
+    });
+}
+
+/// A policy check of cost 0 consumes nothing and changes nothing, like a peek.
+#[test]
+fn a_policy_check_of_cost_zero_at_a_later_time_at_the_key_cap_keeps_a_key_in_use() {
+    org_stays_exhausted_after(|policy, later| {
+        let _ = policy.check_at(&2, 0, later);
+    });
 }
 
 /// A policy peek at the end of the clock, at the key cap, does not become the shard's

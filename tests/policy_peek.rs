@@ -16,36 +16,6 @@ use ratewarden::{
 
 const S: u64 = 1_000_000_000;
 
-/// A policy check of cost 0 consumes nothing and changes nothing, like a peek: asked
-/// about a new key at the key cap two hours ahead, it must not sweep the shard as of
-/// then, which would drop key 1 (exhausted for this hour) and let the next check at the
-/// present admit it again.
-#[test]
-fn a_policy_check_of_cost_zero_at_a_later_time_at_the_key_cap_keeps_a_key_in_use() {
-    let (clock, _mock) = Clock::mock();
-    let orgs: KeyedLimiter<u64, FixedWindow> =
-        KeyedLimiter::builder(FixedWindow::new(Rate::per_hour(10).unwrap()))
-            .max_keys(1)
-            .shards(1)
-            .build();
-    let policy = Policy::builder()
-        .clock(clock)
-        .scope(Scope::with_limiter("org", orgs, |org: &u64| Some(*org)))
-        .build();
-    let now = 10 * 3_600 * S; // on the hour
-    assert!(policy.check_at(&1, 10, now).unwrap().is_allowed());
-    assert!(policy.check_at(&1, 1, now).unwrap().is_denied());
-    // "How would a new org 2 stand in two hours?", asked as a check of cost 0.
-    let _ = policy.check_at(&2, 0, now + 2 * 3_600 * S);
-    let d = policy.check_at(&1, 1, now).unwrap();
-    assert!(
-        d.is_denied(),
-        "org 1 used its 10/hour and was admitted again in the same hour after a cost-0 \
-         check (evictions: {})",
-        policy.stats().scopes[0].evictions
-    );
-}
-
 /// A policy check of cost 0 answers a new key at the cap as its peek does, and as a
 /// keyed check of cost 0 does: from a fresh state, not with `KeyCapReached`.
 #[test]
