@@ -169,7 +169,7 @@ proptest! {
 
     #[test]
     fn policy_equals_check_all_then_commit(
-        specs in prop::collection::vec(spec_strategy(), 2..=5),
+        specs in prop::collection::vec(spec_strategy(), 2..=11),
         ops in prop::collection::vec(op_strategy(), 1..150),
     ) {
         let (clock, mock) = Clock::mock();

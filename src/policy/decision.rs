@@ -72,15 +72,22 @@ impl Entries {
         }
     }
 
-    /// Replaces the decision of the entry for scope `index`, if it was pushed.
-    pub(crate) fn replace(&mut self, index: usize, decision: Decision) {
-        let found = self.inline[..self.len]
-            .iter_mut()
-            .flatten()
-            .chain(self.spill.iter_mut())
-            .rev()
-            .find(|e| e.index as usize == index);
-        if let Some(entry) = found {
+    /// Appends an entry whose decision is set later by [`set`](Self::set); returns its
+    /// position.
+    #[inline]
+    pub(crate) fn reserve(&mut self, index: usize, shadow: bool) -> usize {
+        self.push(index, shadow, Decision::allow(0, 0, 0, 0));
+        self.count() - 1
+    }
+
+    /// Sets the decision of the entry at `position` (from [`reserve`](Self::reserve)).
+    #[inline]
+    pub(crate) fn set(&mut self, position: usize, decision: Decision) {
+        let entry = match position.checked_sub(INLINE) {
+            None => self.inline.get_mut(position).and_then(Option::as_mut),
+            Some(spilled) => self.spill.get_mut(spilled),
+        };
+        if let Some(entry) = entry {
             entry.decision = decision;
         }
     }

@@ -328,7 +328,9 @@ impl<Req: 'static> Policy<Req> {
         self.evaluate_with(req, cost, now, commit, None)
     }
 
-    #[inline]
+    /// The decision is built here, in the caller's frame, and filled by
+    /// [`walk`](Self::walk): returning it then needs no copy of the reports.
+    #[inline(always)]
     fn evaluate_with(
         &self,
         req: &Req,
@@ -337,59 +339,68 @@ impl<Req: 'static> Policy<Req> {
         commit: bool,
         admit: Option<&mut dyn FnMut() -> bool>,
     ) -> Result<PolicyDecision<'_>, PolicyError> {
-        // The walk writes into the result that is returned: no copy of the reports.
-        let mut out = Ok(PolicyDecision {
+        let mut decision = PolicyDecision {
             names: &self.names,
             entries: Entries::new(),
             allowed: true,
-        });
-        if let Ok(decision) = &mut out {
-            let mut walk = Walk {
-                policy: self,
-                req,
-                cost,
-                now,
-                commit,
-                decision,
-                admit,
-                error: None,
-            };
-            if walk.step(0) {
-                if commit {
-                    self.stats.record(&self.name, walk.decision);
-                }
-            } else if let Some(error) = walk.error.take() {
-                out = Err(error);
+        };
+        self.walk(&mut decision, req, cost, now, commit, admit)?;
+        Ok(decision)
+    }
+
+    fn walk<'p>(
+        &'p self,
+        decision: &mut PolicyDecision<'p>,
+        req: &Req,
+        cost: u64,
+        now: Nanos,
+        commit: bool,
+        admit: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<(), PolicyError> {
+        let mut walk = Walk {
+            policy: self,
+            req,
+            cost,
+            now,
+            commit,
+            admit,
+            error: None,
+        };
+        if !walk.step(decision, 0) {
+            if let Some(error) = walk.error.take() {
+                return Err(error);
             }
         }
-        out
+        if commit {
+            self.stats.record(&self.name, decision);
+        }
+        Ok(())
     }
 }
 
-/// One policy check in progress: what every scope's step reads, and the result it
-/// writes.
-struct Walk<'w, 'p, 'r, 'a, Req> {
+/// One policy check in progress: what every scope's step reads. The decision it writes
+/// is passed alongside, so that it can be built where the caller returns it from.
+struct Walk<'p, 'r, 'a, Req> {
     policy: &'p Policy<Req>,
     req: &'r Req,
     cost: u64,
     now: Nanos,
     commit: bool,
-    decision: &'w mut PolicyDecision<'p>,
     admit: Option<&'a mut dyn FnMut() -> bool>,
     /// Why the walk failed, once a step returned `false`.
     error: Option<PolicyError>,
 }
 
-impl<Req> Walk<'_, '_, '_, '_, Req> {
+impl<'p, Req> Walk<'p, '_, '_, Req> {
     /// Decides scope `i` while holding its state, recursing into the scopes after it;
     /// `false` once a scope failed (the error is in `self.error`).
-    fn step(&mut self, i: usize) -> bool {
+    fn step(&mut self, out: &mut PolicyDecision<'p>, i: usize) -> bool {
         let policy = self.policy;
         let Some(scope) = policy.scopes.get(i) else {
             // Every scope is decided and held: the last word goes to the caller's hook.
-            if self.commit && self.decision.allowed {
+            if self.commit && out.allowed {
                 if let Some(admit) = self.admit.as_mut() {
-                    self.decision.allowed = admit();
+                    out.allowed = admit();
                 }
             }
             return true;
@@ -397,28 +408,33 @@ impl<Req> Walk<'_, '_, '_, '_, Req> {
         let (req, cost, now) = (self.req, self.cost, self.now);
         let limit = scope.limit.as_ref().and_then(|limit| limit(req));
         let mut rest = true;
+        let mut at = None;
         let peek = !self.commit;
         let outcome = scope
             .run
             .transact(req, cost, now, limit, peek, &mut |decision| {
-                self.decision.entries.push(i, scope.shadow, *decision);
                 if !scope.shadow && decision.is_denied() {
-                    self.decision.allowed = false;
+                    out.allowed = false;
                 }
-                rest = self.step(i + 1);
-                self.commit && rest && self.decision.allowed
+                // The report is copied once the later scopes are decided: by then the
+                // limiter's writes of `decision` have landed, and reading them is cheap.
+                let slot = out.entries.reserve(i, scope.shadow);
+                rest = self.step(out, i + 1);
+                out.entries.set(slot, *decision);
+                at = Some(slot);
+                self.commit && rest && out.allowed
             });
         match outcome {
-            None => self.step(i + 1),
+            None => self.step(out, i + 1),
             Some(Ok(remains)) => {
                 // A denied request spent nothing: its scopes report what really remains.
-                if !self.decision.allowed {
-                    self.decision.entries.replace(i, remains);
+                if let (false, Some(slot)) = (out.allowed, at) {
+                    out.entries.set(slot, remains);
                 }
                 rest
             }
             // A shadow scope never fails a request, not even for a cost it cannot hold.
-            Some(Err(_)) if scope.shadow => self.step(i + 1),
+            Some(Err(_)) if scope.shadow => self.step(out, i + 1),
             Some(Err(error)) => {
                 self.error = Some(PolicyError {
                     scope: scope.name.clone(),
