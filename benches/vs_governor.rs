@@ -4,7 +4,8 @@
 //! 1 unkeyed allowed · 2 unkeyed denied · 3 unkeyed, 2 threads · 4 keyed, one hot key ·
 //! 5 keyed, 100 000 keys · 6 keyed, 1 000 000 keys, Zipf(1.1) · 7 keyed, 2 threads,
 //! 100 000 keys · 8 three scopes: an atomic `Policy` against three limiters in sequence
-//! (and, for scale, three ratewarden limiters in sequence sharing one clock reading).
+//! (and, for scale, three ratewarden limiters in sequence sharing one clock reading, 8s,
+//! and the same three nested in each other's transactions, atomic without a policy, 8n).
 //! 1c and 2c repeat 1 and 2 with ratewarden's opt-in coarse clock (`Clock::coarse`),
 //! beside governor's default clock and governor's own coarse `QuantaUpkeepClock`.
 //! ratewarden's algorithms alone are in `benches/algorithms.rs`.
@@ -309,14 +310,18 @@ fn three_scopes() -> Vec<Workload> {
         }))
         .build();
     let mut policy_next = walk(&reqs);
+    let three = || -> [KeyedLimiter<u64>; 3] {
+        std::array::from_fn(|_| KeyedLimiter::new(Gcra::new(rate)))
+    };
     // Not atomic, for scale: what the policy's walk adds to its three lookups.
-    let (a, o, v): (KeyedLimiter<u64>, KeyedLimiter<u64>, KeyedLimiter<u64>) = (
-        KeyedLimiter::new(Gcra::new(rate)),
-        KeyedLimiter::new(Gcra::new(rate)),
-        KeyedLimiter::new(Gcra::new(rate)),
-    );
+    let [a, o, v] = three();
     let clock = Clock::new();
     let mut seq_next = walk(&reqs);
+    // Atomic like the policy, with the three limiters' types known: what holding each
+    // key while the next is decided costs without the policy's type erasure and reports.
+    let [na, no, nv] = three();
+    let nested_clock = Clock::new();
+    let mut nested_next = walk(&reqs);
     let (ga, go, gv) = (
         RateLimiter::keyed(quota),
         RateLimiter::keyed(quota),
@@ -352,6 +357,24 @@ fn three_scopes() -> Vec<Workload> {
                             && o.check_at(&r.org, 1, now).unwrap().is_allowed()
                             && v.check_at(&r.video, 1, now).unwrap().is_allowed(),
                     );
+                }),
+            ),
+            (
+                "ratewarden_nested_transactions",
+                timed(move || {
+                    let (r, now) = (nested_next(), nested_clock.now());
+                    let mut allowed = true;
+                    let _ = na.transact(&r.key, 1, now, None, &mut |a| {
+                        let _ = no.transact(&r.org, 1, now, None, &mut |o| {
+                            let _ = nv.transact(&r.video, 1, now, None, &mut |v| {
+                                allowed = a.is_allowed() && o.is_allowed() && v.is_allowed();
+                                allowed
+                            });
+                            allowed
+                        });
+                        allowed
+                    });
+                    black_box(allowed);
                 }),
             ),
         ],
