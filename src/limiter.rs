@@ -180,14 +180,30 @@ fn decide_then<A: Algorithm>(
 ) -> (Decision, bool) {
     // Decided without touching the state: a peek (`then` says no) leaves it as it was.
     let decision = alg.peek(state, now, cost);
-    if !then(&decision) {
+    match settle(alg, state, now, cost, &decision, then(&decision)) {
+        Ok(consumed) => (decision, consumed),
+        Err(remains) => (remains, false),
+    }
+}
+
+/// After `then` answered `go` on `decision`: whether the request was consumed, or, if
+/// `then` declined, the state as it remains.
+#[inline(always)]
+fn settle<A: Algorithm>(
+    alg: &A,
+    state: &mut A::State,
+    now: Nanos,
+    cost: u64,
+    decision: &Decision,
+    go: bool,
+) -> Result<bool, Decision> {
+    if !go {
         // Not consumed: report what really remains.
-        let remains = if decision.is_allowed() && cost > 0 {
+        return Err(if decision.is_allowed() && cost > 0 {
             alg.peek(state, now, 0)
         } else {
-            decision
-        };
-        return (remains, false);
+            *decision
+        });
     }
     // A cost of 0 consumes nothing: no commit, which would bring the state up to `now`
     // (roll a window, move GCRA's arrival time) as a peek must not.
@@ -195,7 +211,7 @@ fn decide_then<A: Algorithm>(
     if commit {
         alg.commit(state, now, cost);
     }
-    (decision, commit)
+    Ok(commit)
 }
 
 /// [`decide_then`] for a peek, on the key's state or a fresh one: never commits.
@@ -541,12 +557,8 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         if cost == 0 {
             return self.transact_peek(key, 0, now, limit, then);
         }
-        let admit = |alg: &A| check_cost(&*with_limit(alg, limit)?, cost);
-        self.store.with_state(key, now, admit, |alg, state| {
-            let alg = with_limit(alg, limit)?;
-            let alg = &*alg;
-            check_cost(alg, cost)?;
-            Ok(decide_then(alg, state, now, cost, then))
+        self.transact_by(key, cost, now, limit, |alg, state| {
+            decide_then(alg, state, now, cost, then)
         })
     }
 }
@@ -581,6 +593,61 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
                 Ok(decide_then(&alg, state, now, cost, then))
             },
         )
+    }
+
+    /// [`transact`](Self::transact) for a policy's walk: the decision goes to `then`
+    /// only, and when `then` declines, what remains goes to `remains`.
+    #[inline(always)]
+    pub(crate) fn transact_into<Q>(
+        &self,
+        key: &Q,
+        cost: u64,
+        now: Nanos,
+        limit: Option<u64>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+        remains: &mut Option<Decision>,
+    ) -> Result<(), CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if cost == 0 {
+            *remains = Some(self.transact_peek(key, cost, now, limit, then)?);
+            return Ok(());
+        }
+        self.transact_by(key, cost, now, limit, |alg, state| {
+            let decision = alg.peek(state, now, cost);
+            let go = then(&decision);
+            // Only a declined request's state is copied out.
+            let consumed = settle(alg, state, now, cost, &decision, go).unwrap_or_else(|left| {
+                *remains = Some(left);
+                false
+            });
+            ((), consumed)
+        })
+    }
+
+    /// A transaction of `cost` (not 0) on `key`'s state, decided by `decide` with the
+    /// parameters for `limit`; `decide` returns its result and whether it consumed.
+    #[inline(always)]
+    fn transact_by<Q, R>(
+        &self,
+        key: &Q,
+        cost: u64,
+        now: Nanos,
+        limit: Option<u64>,
+        decide: impl FnOnce(&A, &mut A::State) -> (R, bool),
+    ) -> Result<R, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let admit = |alg: &A| check_cost(&*with_limit(alg, limit)?, cost);
+        self.store.with_state(key, now, admit, |alg, state| {
+            let alg = with_limit(alg, limit)?;
+            check_cost(&*alg, cost)?;
+            Ok(decide(&alg, state))
+        })
     }
 
     /// [`Limiter::transact_peek`] with a key borrowed from the one stored.

@@ -35,6 +35,7 @@ pub(crate) use decision::Entries;
 use stats::Stats;
 
 use crate::{Clock, LimitChangeError, Nanos, Rate};
+use scope::Held;
 
 /// Scopes composed so that any denial wins, a denial spends nothing, and the longest
 /// retry-after is reported.
@@ -409,10 +410,15 @@ impl<'p, Req> Walk<'p, '_, '_, Req> {
         let limit = scope.limit.as_ref().and_then(|limit| limit(req));
         let mut rest = true;
         let mut at = None;
+        let mut remains = None;
         let peek = !self.commit;
-        let outcome = scope
-            .run
-            .transact(req, cost, now, limit, peek, &mut |decision| {
+        let held = scope.run.transact(
+            req,
+            cost,
+            now,
+            limit,
+            peek,
+            &mut |decision| {
                 if !scope.shadow && decision.is_denied() {
                     out.allowed = false;
                 }
@@ -423,19 +429,21 @@ impl<'p, Req> Walk<'p, '_, '_, Req> {
                 out.entries.set(slot, *decision);
                 at = Some(slot);
                 self.commit && rest && out.allowed
-            });
-        match outcome {
-            None => self.step(out, i + 1),
-            Some(Ok(remains)) => {
+            },
+            &mut remains,
+        );
+        match held {
+            Held::Skipped => self.step(out, i + 1),
+            Held::Decided => {
                 // A denied request spent nothing: its scopes report what really remains.
-                if let (false, Some(slot)) = (out.allowed, at) {
+                if let (false, Some(slot), Some(remains)) = (out.allowed, at, remains) {
                     out.entries.set(slot, remains);
                 }
                 rest
             }
             // A shadow scope never fails a request, not even for a cost it cannot hold.
-            Some(Err(_)) if scope.shadow => self.step(out, i + 1),
-            Some(Err(error)) => {
+            Held::Failed(_) if scope.shadow => self.step(out, i + 1),
+            Held::Failed(error) => {
                 self.error = Some(PolicyError {
                     scope: scope.name.clone(),
                     error,

@@ -13,10 +13,22 @@ use crate::{
     CheckError, Decision, KeyedLimiter, LimitChangeError, Limiter, Nanos, Rate, UnkeyedLimiter,
 };
 
+/// How one scope's part of a policy walk ended.
+pub(crate) enum Held {
+    /// The scope does not apply to the request.
+    Skipped,
+    /// The scope decided, and its continuation ran.
+    Decided,
+    /// The scope could not decide (its continuation did not run).
+    Failed(CheckError),
+}
+
 /// What a policy needs from a scope, with the limiter and key types erased.
 pub(crate) trait Run<Req>: Send + Sync {
-    /// `None` when the scope does not apply to `req`. A `peek` goes through
-    /// [`Limiter::transact_peek`]: nothing consumed, stored or swept.
+    /// [`Limiter::transact`] (for a `peek`, [`Limiter::transact_peek`]: nothing consumed,
+    /// stored or swept) on the request's key; when `then` declines, the state as it
+    /// remains goes to `remains`.
+    #[allow(clippy::too_many_arguments)]
     fn transact(
         &self,
         req: &Req,
@@ -25,7 +37,8 @@ pub(crate) trait Run<Req>: Send + Sync {
         limit: Option<u64>,
         peek: bool,
         then: &mut dyn FnMut(&Decision) -> bool,
-    ) -> Option<Result<Decision, CheckError>>;
+        remains: &mut Option<Decision>,
+    ) -> Held;
     fn refund(&self, req: &Req, cost: u64, now: Nanos);
     fn rate(&self) -> Rate;
     fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError>;
@@ -81,7 +94,14 @@ impl<Req: 'static> Scope<Req> {
         A: Algorithm,
         F: Fn(&Req) -> Option<K> + Send + Sync + 'static,
     {
-        Self::with_limiter(name, KeyedLimiter::<K, A>::new(alg), key)
+        Self::from_run(
+            name,
+            Keyed {
+                limiter: KeyedLimiter::<K, A>::new(alg),
+                key: ByValue(key),
+                types: PhantomData::<fn() -> (K, Box<K>)>,
+            },
+        )
     }
 
     /// A scope keyed by a value borrowed from the request (e.g. `&str` for a `String`
@@ -95,10 +115,10 @@ impl<Req: 'static> Scope<Req> {
     {
         Self::from_run(
             name,
-            ByRef {
+            Keyed {
                 limiter: KeyedLimiter::<K, A>::new(alg),
-                key,
-                types: PhantomData,
+                key: ByRef(key),
+                types: PhantomData::<fn() -> (K, Box<Q>)>,
             },
         )
     }
@@ -183,12 +203,32 @@ where
         limit: Option<u64>,
         peek: bool,
         then: &mut dyn FnMut(&Decision) -> bool,
-    ) -> Option<Result<Decision, CheckError>> {
-        let key = (self.key)(req)?;
-        Some(match peek {
-            true => self.limiter.transact_peek(&key, cost, now, limit, then),
-            false => self.limiter.transact(&key, cost, now, limit, then),
-        })
+        remains: &mut Option<Decision>,
+    ) -> Held {
+        let Some(key) = (self.key)(req) else {
+            return Held::Skipped;
+        };
+        let mut declined = false;
+        let mut then = |decision: &Decision| {
+            let go = then(decision);
+            declined = !go;
+            go
+        };
+        let outcome = match peek {
+            true => self
+                .limiter
+                .transact_peek(&key, cost, now, limit, &mut then),
+            false => self.limiter.transact(&key, cost, now, limit, &mut then),
+        };
+        match outcome {
+            Ok(decision) => {
+                if declined {
+                    *remains = Some(decision);
+                }
+                Held::Decided
+            }
+            Err(error) => Held::Failed(error),
+        }
     }
 
     fn refund(&self, req: &Req, cost: u64, now: Nanos) {
@@ -229,18 +269,54 @@ where
     }
 }
 
-struct ByRef<K, Q: ?Sized, A: Algorithm, F> {
-    limiter: KeyedLimiter<K, A>,
-    key: F,
-    types: PhantomData<fn() -> Box<Q>>,
+/// How a [`Keyed`] scope finds a request's key: by value or borrowed from the request.
+trait KeyOf<Req, Q: ?Sized>: Send + Sync {
+    /// `f` on the request's key; `None` when the scope does not apply.
+    fn with_key<R>(&self, req: &Req, f: impl FnOnce(&Q) -> R) -> Option<R>;
 }
 
-impl<Req, K, Q, A, F> Run<Req> for ByRef<K, Q, A, F>
+/// A key returned by value ([`Scope::keyed`]).
+struct ByValue<F>(F);
+
+impl<Req, K, F> KeyOf<Req, K> for ByValue<F>
+where
+    F: Fn(&Req) -> Option<K> + Send + Sync,
+{
+    #[inline(always)]
+    fn with_key<R>(&self, req: &Req, f: impl FnOnce(&K) -> R) -> Option<R> {
+        (self.0)(req).map(|key| f(&key))
+    }
+}
+
+/// A key borrowed from the request ([`Scope::keyed_by_ref`]).
+struct ByRef<F>(F);
+
+impl<Req, Q, F> KeyOf<Req, Q> for ByRef<F>
+where
+    Q: ?Sized,
+    F: for<'r> Fn(&'r Req) -> Option<&'r Q> + Send + Sync,
+{
+    #[inline(always)]
+    fn with_key<R>(&self, req: &Req, f: impl FnOnce(&Q) -> R) -> Option<R> {
+        (self.0)(req).map(f)
+    }
+}
+
+/// A scope over a [`KeyedLimiter`] it owns, which the walk calls directly (no decision
+/// passes through the limiter's [`Limiter`] interface).
+struct Keyed<K, A: Algorithm, G, T> {
+    limiter: KeyedLimiter<K, A>,
+    key: G,
+    /// `fn() -> (K, Box<Q>)`: the key types, with no bound on `Req`'s thread-safety.
+    types: PhantomData<T>,
+}
+
+impl<Req, K, Q, A, G> Run<Req> for Keyed<K, A, G, fn() -> (K, Box<Q>)>
 where
     K: Hash + Eq + Borrow<Q> + Send + Sync + 'static,
     Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     A: Algorithm,
-    F: for<'r> Fn(&'r Req) -> Option<&'r Q> + Send + Sync,
+    G: KeyOf<Req, Q>,
 {
     #[inline(always)]
     fn transact(
@@ -251,18 +327,27 @@ where
         limit: Option<u64>,
         peek: bool,
         then: &mut dyn FnMut(&Decision) -> bool,
-    ) -> Option<Result<Decision, CheckError>> {
-        let key = (self.key)(req)?;
-        Some(match peek {
-            true => self.limiter.transact_peek(key, cost, now, limit, then),
-            false => self.limiter.transact(key, cost, now, limit, then),
-        })
+        remains: &mut Option<Decision>,
+    ) -> Held {
+        let outcome = self.key.with_key(req, |key| match peek {
+            true => self
+                .limiter
+                .transact_peek(key, cost, now, limit, then)
+                .map(|left| *remains = Some(left)),
+            false => self
+                .limiter
+                .transact_into(key, cost, now, limit, then, remains),
+        });
+        match outcome {
+            None => Held::Skipped,
+            Some(Ok(())) => Held::Decided,
+            Some(Err(error)) => Held::Failed(error),
+        }
     }
 
     fn refund(&self, req: &Req, cost: u64, now: Nanos) {
-        if let Some(key) = (self.key)(req) {
-            self.limiter.refund_at(key, cost, now);
-        }
+        self.key
+            .with_key(req, |key| self.limiter.refund_at(key, cost, now));
     }
 
     fn rate(&self) -> Rate {
