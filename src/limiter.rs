@@ -61,6 +61,14 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
     /// shard: checks on other keys of that shard wait until `then` returns). Returns the
     /// decision; when `then` declined an allowed request, the returned decision
     /// describes the state as it remains (as for a cost of 0).
+    ///
+    /// An implementation calls `then` exactly once before returning `Ok`, and returns
+    /// `Err` only before calling it: a [`Policy`](crate::Policy) decides its later scopes
+    /// inside `then`. A policy over a limiter that breaks this still enforces every
+    /// scope: it decides the later scopes after the fact when `then` was not called
+    /// (this scope's state no longer held), and when the limiter fails after `then`, the
+    /// later scopes stay decided (and charged, if every scope allowed) while the check
+    /// fails with that scope's error (a shadow scope's error is ignored).
     fn transact(
         &self,
         key: &K,

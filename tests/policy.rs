@@ -46,20 +46,51 @@ struct ScopeSpec {
     shadow: bool,
     /// The scope applies to requests whose mask has this bit.
     bit: u8,
+    /// Built with `Scope::keyed` (the policy calls the keyed limiter directly) rather
+    /// than `Scope::with_limiter` over a boxed `Limiter`.
+    direct: bool,
+}
+
+/// Something made from a scope's algorithm, whichever it is.
+trait FromAlg {
+    type Out;
+    fn make<A: Algorithm>(self, alg: A) -> Self::Out;
+}
+
+/// `make` applied to `spec`'s algorithm and rate.
+fn with_alg<M: FromAlg>(spec: &ScopeSpec, make: M) -> M::Out {
+    let rate = Rate::new(spec.count, Duration::from_nanos(spec.window)).unwrap();
+    match spec.alg % 5 {
+        0 => make.make(FixedWindow::new(rate)),
+        1 => make.make(FixedWindow::new(rate).anchored(Anchor::FirstRequest)),
+        2 => make.make(SlidingLog::new(rate)),
+        3 => make.make(SlidingWindow::new(rate)),
+        _ => make.make(Gcra::new(rate)),
+    }
+}
+
+/// A keyed limiter on the given clock, boxed.
+struct Boxed<'c>(&'c Clock);
+
+impl FromAlg for Boxed<'_> {
+    type Out = Box<dyn Limiter<u32>>;
+    fn make<A: Algorithm>(self, alg: A) -> Self::Out {
+        Box::new(KeyedLimiter::<u32, A>::with_clock(alg, self.0.clone()))
+    }
+}
+
+/// A `Scope::keyed` scope with the given name and key function.
+struct Direct<F>(String, F);
+
+impl<F: Fn(&Req) -> Option<u32> + Send + Sync + 'static> FromAlg for Direct<F> {
+    type Out = Scope<Req>;
+    fn make<A: Algorithm>(self, alg: A) -> Self::Out {
+        Scope::keyed(&self.0, alg, self.1)
+    }
 }
 
 fn limiter_for(spec: &ScopeSpec, clock: &Clock) -> Box<dyn Limiter<u32>> {
-    let rate = Rate::new(spec.count, Duration::from_nanos(spec.window)).unwrap();
-    fn boxed<A: Algorithm>(alg: A, clock: &Clock) -> Box<dyn Limiter<u32>> {
-        Box::new(KeyedLimiter::<u32, A>::with_clock(alg, clock.clone()))
-    }
-    match spec.alg % 5 {
-        0 => boxed(FixedWindow::new(rate), clock),
-        1 => boxed(FixedWindow::new(rate).anchored(Anchor::FirstRequest), clock),
-        2 => boxed(SlidingLog::new(rate), clock),
-        3 => boxed(SlidingWindow::new(rate), clock),
-        _ => boxed(Gcra::new(rate), clock),
-    }
+    with_alg(spec, Boxed(clock))
 }
 
 struct Model {
@@ -117,10 +148,12 @@ fn build(specs: &[ScopeSpec], clock: Clock) -> Policy<Req> {
     let mut builder = Policy::builder().clock(clock.clone());
     for (i, spec) in specs.iter().enumerate() {
         let (key, bit) = (spec.key, spec.bit);
-        let limiter = limiter_for(spec, &clock);
-        let mut scope = Scope::with_limiter(&format!("s{i}"), limiter, move |r: &Req| {
-            (r.applies & (1 << bit) != 0).then(|| key.key(r))
-        });
+        let applies = move |r: &Req| (r.applies & (1 << bit) != 0).then(|| key.key(r));
+        let name = format!("s{i}");
+        let mut scope = match spec.direct {
+            true => with_alg(spec, Direct(name, applies)),
+            false => Scope::with_limiter(&name, limiter_for(spec, &clock), applies),
+        };
         if spec.shadow {
             scope = scope.shadow();
         }
@@ -137,14 +170,16 @@ fn spec_strategy() -> impl Strategy<Value = ScopeSpec> {
         0u8..3,
         prop::bool::weighted(0.2),
         0u8..3,
+        any::<bool>(),
     )
-        .prop_map(|(alg, count, window, key, shadow, bit)| ScopeSpec {
+        .prop_map(|(alg, count, window, key, shadow, bit, direct)| ScopeSpec {
             alg,
             count,
             window,
             key: [KeyOf::A, KeyOf::B, KeyOf::Both][key as usize],
             shadow,
             bit,
+            direct,
         })
 }
 
@@ -610,4 +645,126 @@ fn a_policy_check_reads_the_clock_once_whatever_its_scopes() {
     let before = reads.load(Ordering::SeqCst);
     limiter.check(&1, 1).unwrap();
     assert_eq!(reads.load(Ordering::SeqCst), before + 1);
+}
+
+/// A limiter that forwards to a keyed fixed window, with `transact` replaced.
+struct Bent<F>(KeyedLimiter<u32, FixedWindow>, F);
+
+type Transact = fn(
+    &KeyedLimiter<u32, FixedWindow>,
+    &u32,
+    u64,
+    u64,
+    Option<u64>,
+    &mut dyn FnMut(&Decision) -> bool,
+) -> Result<Decision, CheckError>;
+
+impl Limiter<u32> for Bent<Transact> {
+    fn clock(&self) -> &Clock {
+        self.0.clock()
+    }
+    fn rate(&self) -> Rate {
+        self.0.rate()
+    }
+    fn check_at(&self, key: &u32, cost: u64, now: u64) -> Result<Decision, CheckError> {
+        self.0.check_at(key, cost, now)
+    }
+    fn peek_at(&self, key: &u32, cost: u64, now: u64) -> Result<Decision, CheckError> {
+        self.0.peek_at(key, cost, now)
+    }
+    fn refund_at(&self, key: &u32, cost: u64, now: u64) {
+        self.0.refund_at(key, cost, now)
+    }
+    fn transact(
+        &self,
+        key: &u32,
+        cost: u64,
+        now: u64,
+        limit: Option<u64>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError> {
+        (self.1)(&self.0, key, cost, now, limit, then)
+    }
+}
+
+/// A policy of a bent limiter (100 an hour per request key, not applying to key 0),
+/// shadow or not, then an enforcing scope of `hourly` an hour shared by every request.
+fn bent_then_hourly(bend: Transact, shadow: bool, hourly: &str) -> Policy<u32> {
+    let (clock, _mock) = Clock::mock();
+    let bent = Bent(KeyedLimiter::new(FixedWindow::new(rate("100/hour"))), bend);
+    let first = Scope::with_limiter("bent", bent, |k: &u32| (*k != 0).then_some(*k));
+    Policy::builder()
+        .clock(clock)
+        .scope(if shadow { first.shadow() } else { first })
+        .scope(Scope::keyed(
+            "hourly",
+            FixedWindow::new(rate(hourly)),
+            |_: &u32| Some(()),
+        ))
+        .build()
+}
+
+/// What the shared hourly scope has left (a request of key 0 skips the bent scope).
+fn hourly_left(policy: &Policy<u32>) -> u64 {
+    let d = policy.peek(&0, 0).unwrap();
+    d.scope("hourly").unwrap().decision.remaining()
+}
+
+fn rate(s: &str) -> Rate {
+    s.parse().unwrap()
+}
+
+#[test]
+fn scopes_after_a_limiter_that_skips_its_continuation_still_decide() {
+    // Decides and consumes without calling `then`: against the contract of `transact`.
+    let policy = bent_then_hourly(
+        |l, k, cost, now, _, _| l.check_at(k, cost, now),
+        false,
+        "1/hour",
+    );
+    let first = policy.check(&7, 1).unwrap();
+    assert!(first.is_allowed());
+    assert_eq!(first.scope_count(), 2);
+    let second = policy.check(&7, 1).unwrap();
+    assert_eq!(second.scope_count(), 2, "every applicable scope reports");
+    assert!(second.is_denied(), "'hourly' allows one an hour");
+    assert_eq!(second.denials().next().unwrap().name, "hourly");
+}
+
+/// Decides through the keyed limiter (the continuation runs), then fails, as a store
+/// whose write-back failed would.
+fn fails_after_continuation(
+    l: &KeyedLimiter<u32, FixedWindow>,
+    k: &u32,
+    cost: u64,
+    now: u64,
+    limit: Option<u64>,
+    then: &mut dyn FnMut(&Decision) -> bool,
+) -> Result<Decision, CheckError> {
+    l.transact(k, cost, now, limit, then)?;
+    Err(CheckError::KeyCapReached { max_keys: 0 })
+}
+
+#[test]
+fn a_shadow_scope_failing_after_its_continuation_charges_later_scopes_once() {
+    let policy = bent_then_hourly(fails_after_continuation, true, "10/hour");
+    let d = policy.check(&7, 1).unwrap();
+    assert!(d.is_allowed());
+    let hourly: Vec<u64> = d
+        .scopes()
+        .filter(|s| s.name == "hourly")
+        .map(|s| s.decision.remaining())
+        .collect();
+    assert_eq!(hourly, vec![9], "one report for 'hourly'");
+    assert_eq!(hourly_left(&policy), 9, "charged once");
+}
+
+#[test]
+fn an_enforcing_scope_failing_after_its_continuation_fails_the_check_once() {
+    let policy = bent_then_hourly(fails_after_continuation, false, "10/hour");
+    let err = policy.check(&7, 1).unwrap_err();
+    assert_eq!(&*err.scope, "bent");
+    assert_eq!(err.error, CheckError::KeyCapReached { max_keys: 0 });
+    // The later scope decided (and committed) inside the continuation, once.
+    assert_eq!(hourly_left(&policy), 9);
 }

@@ -441,9 +441,11 @@ impl<'p, Req> Walk<'p, '_, '_, Req> {
                 }
                 rest
             }
-            // A shadow scope never fails a request, not even for a cost it cannot hold.
+            // A shadow scope never fails a request, not even for a cost it cannot hold;
+            // if it failed after its continuation ran, the later scopes are decided.
             Held::Failed(_) if scope.shadow => self.step(out, i + 1),
-            Held::Failed(error) => {
+            Held::FailedAfter(_) if scope.shadow => rest,
+            Held::Failed(error) | Held::FailedAfter(error) => {
                 self.error = Some(PolicyError {
                     scope: scope.name.clone(),
                     error,

@@ -21,6 +21,9 @@ pub(crate) enum Held {
     Decided,
     /// The scope could not decide (its continuation did not run).
     Failed(CheckError),
+    /// The scope's limiter failed after its continuation ran: the rest of the walk is
+    /// decided.
+    FailedAfter(CheckError),
 }
 
 /// What a policy needs from a scope, with the limiter and key types erased.
@@ -208,8 +211,9 @@ where
         let Some(key) = (self.key)(req) else {
             return Held::Skipped;
         };
-        let mut declined = false;
-        let mut then = |decision: &Decision| {
+        let (mut ran, mut declined) = (false, false);
+        let mut watched = |decision: &Decision| {
+            ran = true;
             let go = then(decision);
             declined = !go;
             go
@@ -217,16 +221,26 @@ where
         let outcome = match peek {
             true => self
                 .limiter
-                .transact_peek(&key, cost, now, limit, &mut then),
-            false => self.limiter.transact(&key, cost, now, limit, &mut then),
+                .transact_peek(&key, cost, now, limit, &mut watched),
+            false => self.limiter.transact(&key, cost, now, limit, &mut watched),
         };
         match outcome {
+            // A limiter that answered without calling its continuation breaks the
+            // contract of `transact`, but the scopes after it still decide: now, with
+            // this scope's state no longer held.
+            Ok(decision) if !ran => {
+                if !then(&decision) {
+                    *remains = Some(decision);
+                }
+                Held::Decided
+            }
             Ok(decision) => {
                 if declined {
                     *remains = Some(decision);
                 }
                 Held::Decided
             }
+            Err(error) if ran => Held::FailedAfter(error),
             Err(error) => Held::Failed(error),
         }
     }
