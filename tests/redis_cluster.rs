@@ -1,8 +1,10 @@
 //! The Redis backends against a real three-master Redis Cluster (started per test on free
 //! loopback ports): checks whose hash tags hash to slots on every master decide exactly
 //! as the in-process policy, blocking and async; a single-node backend pointed at one
-//! master fails, with a typed error, the checks whose slot another master serves; and a
-//! denial spends nothing, on whichever node its keys live.
+//! master fails, with a typed error, the checks whose slot another master serves; a
+//! denial spends nothing, on whichever node its keys live; and a check that Redis
+//! refuses for a moment (a slot migrating or unserved) is served, once, as soon as the
+//! slot is, within its deadline.
 
 #[path = "common/redis_server.rs"]
 mod redis_server;
@@ -18,7 +20,7 @@ mod redis_twins;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ratewarden::redis::{
     AsyncRedisBackend, FailureMode, RedisAlgorithm, RedisBackend, RedisCheckError, RedisPolicy,
@@ -799,29 +801,34 @@ fn async_cluster_backend_recovers_after_its_runtime_is_dropped() {
     assert_eq!(d.scopes().next().unwrap().decision.remaining(), left - 1);
 }
 
+/// A Redis policy of two scopes whose keys share the organization's slot: 5 a day per
+/// user (sliding log), 50 a day per organization (fixed window).
+fn user_and_org(name: &str) -> RedisPolicy<Req> {
+    let scopes = [
+        ("user", SlidingLog::new(rate("5/day")).into(), Key::User),
+        ("org", FixedWindow::new(rate("50/day")).into(), Key::Org),
+    ];
+    twins(name, &scopes, None).1
+}
+
 /// A check of several keys (user and organization, one slot) while that slot migrates:
 /// a user whose keys are not all on one side (a new user: the organization's key on the
 /// source, the user's nowhere yet) is refused by Redis itself (`TRYAGAIN`, no
-/// redirection to follow), on both backends: a fault, answered by the failure mode,
-/// that spent nothing. A user whose keys are all still on the source is served. Once
-/// the slot is handed over, the new user is served too.
+/// redirection to follow), on both backends. The check is sent again after growing
+/// pauses until the deadline leaves no room, then fails as a fault, answered by the
+/// failure mode, that spent nothing. A user whose keys are all still on the source is
+/// served. Once the slot is handed over, the new user is served too.
 #[test]
 fn a_multi_key_check_during_a_migration_is_a_fault_until_the_slot_is_handed_over() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
     let name = policy_name("twokeys");
-    let (_, policy) = twins(
-        &name,
-        &[
-            ("user", SlidingLog::new(rate("5/day")).into(), Key::User),
-            ("org", FixedWindow::new(rate("50/day")).into(), Key::Org),
-        ],
-        None,
-    );
+    let policy = user_and_org(&name);
     let org = orgs_on_every_node(&cluster, 1)[0].clone();
     let slot = cluster.key_slot(&org);
-    let backends = BothBackends::open_cluster(cluster.urls(), Duration::from_secs(2));
+    let deadline = Duration::from_millis(500);
+    let backends = BothBackends::open_cluster(cluster.urls(), deadline);
     let check = |user: &str, async_: bool| {
         backends.check(&policy, &req(user, &org), async_).map(|d| {
             d.scopes()
@@ -833,12 +840,17 @@ fn a_multi_key_check_during_a_migration_is_a_fault_until_the_slot_is_handed_over
     cluster.start_migrating(slot, 0, 1);
     assert_eq!(check("old", true), Ok(vec![3, 48]));
     for async_ in [false, true] {
+        let start = Instant::now();
         match check("new", async_) {
             Err(RedisCheckError::Server { detail }) => {
                 assert!(detail.contains("TryAgain"), "{detail}")
             }
             other => panic!("async {async_}: {other:?}"),
         }
+        // sent again until the deadline left no room, and not past it
+        let waited = start.elapsed();
+        assert!(waited >= deadline / 2, "async {async_}: {waited:?}");
+        assert!(waited < deadline * 2, "async {async_}: {waited:?}");
     }
     // hand the slot over, keys and all
     cluster.migrate_keys(&format!("*{name}*"), 0, 1);
@@ -846,4 +858,104 @@ fn a_multi_key_check_during_a_migration_is_a_fault_until_the_slot_is_handed_over
     // the refused checks spent nothing
     assert_eq!(check("new", false), Ok(vec![4, 47]));
     assert_eq!(check("new", true), Ok(vec![3, 46]));
+}
+
+/// The same migration, with the slot handed over while a refused check waits to be sent
+/// again: the check is served within its deadline, once, on both backends.
+#[test]
+fn a_check_refused_during_a_migration_is_served_once_the_slot_is_handed_over() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let orgs = orgs_on_every_node(&cluster, 2);
+    // two organizations on the first master, one per backend
+    let (blocking_org, async_org) = (orgs[0].clone(), orgs[3].clone());
+    assert_ne!(
+        cluster.key_slot(&blocking_org),
+        cluster.key_slot(&async_org)
+    );
+    let backends = BothBackends::open_cluster(cluster.urls(), Duration::from_secs(5));
+    for (async_, org) in [(false, blocking_org), (true, async_org)] {
+        let name = policy_name("handover");
+        let policy = user_and_org(&name);
+        let check = |user: &str| {
+            backends.check(&policy, &req(user, &org), async_).map(|d| {
+                d.scopes()
+                    .map(|s| s.decision.remaining())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let slot = cluster.key_slot(&org);
+        assert_eq!(check("old"), Ok(vec![4, 49]));
+        cluster.start_migrating(slot, 0, 1);
+        let start = Instant::now();
+        let handover = Duration::from_millis(300);
+        let served = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(handover);
+                cluster.migrate_keys(&format!("*{name}*"), 0, 1);
+                // the source last, so that whoever it sends away reads the new owner
+                let to = cluster.node_id(1);
+                for i in [1, 2, 0] {
+                    cluster.set_slot(i, slot, "NODE", &to);
+                }
+            });
+            check("new")
+        });
+        assert_eq!(served, Ok(vec![4, 48]), "async {async_}");
+        assert!(start.elapsed() >= handover, "async {async_}");
+        // spent once, and the keys live on the new owner
+        assert_eq!(check("new"), Ok(vec![3, 47]), "async {async_}");
+        assert!(cluster.keys_on(0, &format!("*{name}*")).is_empty());
+        assert!(!cluster.keys_on(1, &format!("*{name}*")).is_empty());
+    }
+}
+
+/// A slot that no master serves for a moment (`CLUSTERDOWN`, as while a lost master's
+/// replica is promoted): a check of that slot is sent again after growing pauses and
+/// served, once, as soon as a master serves the slot again, on both backends.
+#[test]
+fn a_check_refused_while_the_cluster_is_down_is_served_once_it_is_up() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let name = policy_name("down");
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &name);
+    let slot = cluster.key_slot(&org);
+    let backends = BothBackends::open_cluster(cluster.urls(), Duration::from_secs(5));
+    let slots = |i: usize, command: &str| {
+        redis::cmd("CLUSTER")
+            .arg(command)
+            .arg(slot)
+            .query::<()>(&mut cluster.connection(i))
+            .unwrap_or_else(|e| panic!("CLUSTER {command} on node {i}: {e}"));
+    };
+    for (async_, left) in [(false, 3), (true, 1)] {
+        let r = req("u", &org);
+        assert_eq!(
+            backends
+                .check(&policy, &r, async_)
+                .unwrap()
+                .scopes()
+                .next()
+                .unwrap()
+                .decision
+                .remaining(),
+            left + 1
+        );
+        // the first master drops the slot; no other claims it
+        slots(0, "DELSLOTS");
+        let start = Instant::now();
+        let outage = Duration::from_millis(300);
+        let served = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(outage);
+                slots(0, "ADDSLOTS");
+            });
+            backends.check(&policy, &r, async_)
+        });
+        let served = served.map(|d| d.scopes().next().unwrap().decision.remaining());
+        assert_eq!(served, Ok(left), "async {async_}");
+        assert!(start.elapsed() >= outage, "async {async_}");
+    }
 }

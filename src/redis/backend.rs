@@ -76,6 +76,41 @@ fn ask_target(err: &redis::RedisError) -> Option<SingleNodeRoutingInfo> {
     })
 }
 
+/// Whether Redis refused the check before running it, for a moment: its keys split
+/// between the two nodes of a slot migration (`TRYAGAIN`), or a cluster that lost a
+/// slot's master and has not failed over yet (`CLUSTERDOWN`). Sending it again later is
+/// safe: it spent nothing.
+fn refused_for_now(err: &redis::RedisError) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Server(ServerErrorKind::TryAgain | ServerErrorKind::ClusterDown)
+    )
+}
+
+/// The pauses before sending a check again that Redis [refused for now](refused_for_now):
+/// 2 ms, doubling up to 50 ms, each taken only if the deadline leaves room for it and
+/// for another attempt as long again.
+struct Pauses(Duration);
+
+impl Pauses {
+    const FIRST: Duration = Duration::from_millis(2);
+    const LONGEST: Duration = Duration::from_millis(50);
+
+    fn new() -> Pauses {
+        Pauses(Self::FIRST)
+    }
+
+    /// The next pause, or `None` when what is `left` of the deadline is too short.
+    fn next(&mut self, left: Option<Duration>) -> Option<Duration> {
+        let pause = self.0;
+        if left? <= pause * 2 {
+            return None;
+        }
+        self.0 = (pause * 2).min(Self::LONGEST);
+        Some(pause)
+    }
+}
+
 fn is_noscript(err: &redis::RedisError) -> bool {
     err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
@@ -392,9 +427,11 @@ impl RedisBackend {
     /// [`cluster`](super::RedisPolicyBuilder::cluster). A redirection, which means the
     /// check did not run, is followed within the deadline: after `MOVED` (a resharding,
     /// a failover) the connection is made again from the new slot map, after `ASK` (a
-    /// slot being migrated) the check goes to the importing node; a check whose keys
-    /// Redis finds split by the migration (`TRYAGAIN`) fails as a fault until the slot is
-    /// handed over. A check that timed out or whose connection broke is never sent again,
+    /// slot being migrated) the check goes to the importing node; a check that Redis
+    /// refuses before running it (`TRYAGAIN`: its keys split by the migration;
+    /// `CLUSTERDOWN`: a master lost, no replica promoted yet) is sent again after a pause
+    /// (2 ms, doubling up to 50 ms) while the deadline allows, and is a fault with
+    /// Redis's answer once it does not. A check that timed out or whose connection broke is never sent again,
     /// since it may have run. The deadline bounds the whole call, connecting (to every
     /// seed and master it takes) included.
     ///
@@ -473,12 +510,26 @@ impl RedisBackend {
             return Err(error(&e));
         }
         let mut reply = conn.eval(prepared, &left);
-        if matches!(&reply, Err(e) if is_moved(e)) {
-            // The cluster's slots moved (a resharding, a failover) and the check did not
-            // run: connect afresh, reading the new slot map, and send it once more.
+        let (mut reconnected, mut pauses) = (false, Pauses::new());
+        loop {
+            match &reply {
+                // The cluster's slots moved (a resharding, a failover) and the check did
+                // not run: connect afresh, reading the new slot map, and send it again
+                // (once: another `MOVED` is a fault).
+                Err(e) if is_moved(e) && !reconnected => {
+                    reconnected = true;
+                    let wait = left().ok_or(timeout.clone())?;
+                    conn = self.target.connect(wait).map_err(|e| error(&e))?;
+                }
+                // Refused before it ran: wait a little and send it again, while the
+                // deadline allows.
+                Err(e) if refused_for_now(e) => match pauses.next(left()) {
+                    Some(pause) => std::thread::sleep(pause),
+                    None => break,
+                },
+                _ => break,
+            }
             let wait = left().ok_or(timeout.clone())?;
-            conn = self.target.connect(wait).map_err(|e| error(&e))?;
-            let wait = left().ok_or(timeout)?;
             if let Err(e) = conn.set_timeouts(wait) {
                 return Err(error(&e));
             }
@@ -616,7 +667,9 @@ impl AsyncRedisBackend {
     /// Each check goes to the master serving its keys' slot, so the policy must keep the
     /// keys of one check in one slot: build it with
     /// [`cluster`](super::RedisPolicyBuilder::cluster). Redirections (`MOVED`, `ASK`)
-    /// are followed within the deadline; a check that timed out or whose connection broke
+    /// are followed within the deadline, and a check refused before it ran (`TRYAGAIN`,
+    /// `CLUSTERDOWN`) is sent again after a pause while the deadline allows, as for
+    /// [`RedisBackend::open_cluster`]; a check that timed out or whose connection broke
     /// is never sent again, since it may have run. Fails with
     /// [`RedisCheckError::Connection`] when no node is given or an address is not a
     /// Redis URL.
@@ -663,6 +716,12 @@ impl AsyncRedisBackend {
 
     pub(crate) async fn eval(&self, prepared: &Prepared) -> Result<Vec<i64>, RedisCheckError> {
         let deadline = self.deadline;
+        let start = Instant::now();
+        let left = || {
+            deadline
+                .checked_sub(start.elapsed())
+                .filter(|d| !d.is_zero())
+        };
         let call = async {
             match &self.conn {
                 AsyncConn::Node(conn) => {
@@ -675,15 +734,24 @@ impl AsyncRedisBackend {
                 AsyncConn::Cluster(cluster) => {
                     let call = async {
                         let mut conn = cluster.connection().await?;
-                        match cluster_eval_async(&mut conn, prepared).await {
-                            Err(e) if is_moved(&e) => {
+                        let (mut reconnected, mut pauses) = (false, Pauses::new());
+                        loop {
+                            let reply = cluster_eval_async(&mut conn, prepared).await;
+                            match &reply {
                                 // The slots moved and the check did not run: connect
                                 // afresh, reading the new slot map, and send it again.
-                                cluster.forget();
-                                let mut conn = cluster.connection().await?;
-                                cluster_eval_async(&mut conn, prepared).await
+                                Err(e) if is_moved(e) && !reconnected => {
+                                    reconnected = true;
+                                    cluster.forget();
+                                    conn = cluster.connection().await?;
+                                }
+                                // Refused before it ran: wait, then send it again.
+                                Err(e) if refused_for_now(e) => match pauses.next(left()) {
+                                    Some(pause) => tokio::time::sleep(pause).await,
+                                    None => return reply,
+                                },
+                                _ => return reply,
                             }
-                            reply => reply,
                         }
                     };
                     call.await.map_err(|e| {

@@ -31,8 +31,12 @@
 //! spread the checks over every master, each check still one atomic script on one node.
 //! While a slot migrates, Redis itself refuses a check of several keys that are not all
 //! on one side of the migration (`TRYAGAIN`, typically a key not created yet, such as a
-//! new user's): until the slot is handed over such a check is a fault of the store
-//! ([`RedisCheckError::Server`]), answered by the failure mode, and spends nothing.
+//! new user's), and a cluster that lost a master refuses every check of its slots until
+//! a replica takes over (`CLUSTERDOWN`). Such a check ran nowhere, so it is sent again
+//! after a pause (2 ms, doubling up to 50 ms) while the call's deadline allows: a slot
+//! handed over within the deadline serves it. Refused for the whole deadline, it is a
+//! fault of the store ([`RedisCheckError::Server`], with Redis's answer), answered by
+//! the failure mode, and spends nothing.
 //! A backend opened with `open` on a single cluster node fails the checks whose slot
 //! another node serves with [`RedisCheckError::WrongNode`], whatever the failure mode.
 //!
