@@ -959,3 +959,61 @@ fn a_check_refused_while_the_cluster_is_down_is_served_once_it_is_up() {
         assert!(start.elapsed() >= outage, "async {async_}");
     }
 }
+
+/// Connections node `i` has accepted so far, read on `conn` (a connection to it).
+fn connections_received(conn: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query(conn).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats has total_connections_received")
+}
+
+/// Many async checks in flight when their slot moves: each meets `MOVED`, and between
+/// them they make one new cluster connection (a handful of connections per node), not
+/// one each; every check is then served, once.
+#[test]
+fn concurrent_async_checks_meeting_a_moved_slot_reconnect_once() {
+    const CHECKS: usize = 32;
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let name = policy_name("storm");
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &name);
+    let policy = std::sync::Arc::new(policy);
+    let rt = multi_thread_runtime(2);
+    let backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), Duration::from_secs(5))
+            .unwrap()
+    });
+    let first = rt.block_on(policy.check_async(&backend, &req("u-first", &org), 1));
+    assert!(first.unwrap().is_allowed());
+    // the slot moves to the second master, keys and all
+    let slot = cluster.key_slot(&org);
+    cluster.start_migrating(slot, 0, 1);
+    cluster.migrate_keys(&format!("*{name}*"), 0, 1);
+    cluster.assign_slot(slot, 1);
+    let mut watch: Vec<redis::Connection> = (0..3).map(|i| cluster.connection(i)).collect();
+    let before: u64 = watch.iter_mut().map(connections_received).sum();
+    let left: Vec<u64> = rt.block_on(async {
+        let tasks: Vec<_> = (0..CHECKS)
+            .map(|u| {
+                let (policy, backend) = (policy.clone(), backend.clone());
+                let r = req(&format!("u{u}"), &org);
+                tokio::spawn(async move {
+                    let d = policy.check_async(&backend, &r, 1).await.unwrap();
+                    let left = d.scopes().next().unwrap().decision.remaining();
+                    left
+                })
+            })
+            .collect();
+        let mut left = Vec::new();
+        for task in tasks {
+            left.push(task.await.unwrap());
+        }
+        left
+    });
+    assert_eq!(left, vec![4; CHECKS], "each served once");
+    let made = watch.iter_mut().map(connections_received).sum::<u64>() - before;
+    assert!(made <= 9, "{made} connections made for {CHECKS} checks");
+}

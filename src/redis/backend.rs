@@ -604,26 +604,58 @@ enum AsyncConn {
 }
 
 /// The cluster connection of an [`AsyncRedisBackend`] and its clones: made on first use,
-/// made again when making it failed. Once made, it reconnects to nodes by itself.
+/// made again when making it failed or the slots moved. Once made, it reconnects to
+/// nodes by itself.
+///
+/// Each connection made gets the next generation number. A call that finds its
+/// connection wanting replaces it only if it is still the one stored, and one call at
+/// a time connects while the others wait for its connection: when the slots move under
+/// many concurrent calls, they make one new connection between them, not one each.
 struct AsyncCluster {
     client: ClusterClient,
-    conn: Mutex<Option<redis::cluster_async::ClusterConnection>>,
+    conn: Mutex<Option<(u64, redis::cluster_async::ClusterConnection)>>,
+    connecting: tokio::sync::Mutex<u64>,
 }
 
 impl AsyncCluster {
-    async fn connection(&self) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
-        if let Some(conn) = self.conn.lock().as_ref() {
-            return Ok(conn.clone());
+    fn new(client: ClusterClient) -> AsyncCluster {
+        AsyncCluster {
+            client,
+            conn: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(0),
         }
-        let conn = self.client.get_async_connection().await?;
-        // Two calls may connect at once; the first one stored wins, the other is dropped.
-        Ok(self.conn.lock().get_or_insert(conn).clone())
     }
 
-    /// Drops the connection after it failed as a whole (its task gone with the runtime
-    /// it ran on, every node unreachable): the next call connects afresh.
-    fn forget(&self) {
-        self.conn.lock().take();
+    fn stored(&self) -> Option<(u64, redis::cluster_async::ClusterConnection)> {
+        self.conn.lock().clone()
+    }
+
+    /// The stored connection and its generation, made if there is none.
+    async fn connection(
+        &self,
+    ) -> redis::RedisResult<(u64, redis::cluster_async::ClusterConnection)> {
+        if let Some(stored) = self.stored() {
+            return Ok(stored);
+        }
+        let mut made = self.connecting.lock().await;
+        // Whoever connected while this call waited has stored a connection to share.
+        if let Some(stored) = self.stored() {
+            return Ok(stored);
+        }
+        let conn = self.client.get_async_connection().await?;
+        *made += 1;
+        *self.conn.lock() = Some((*made, conn.clone()));
+        Ok((*made, conn))
+    }
+
+    /// Drops connection `generation` if it is still the one stored, after it failed as a
+    /// whole (its task gone with the runtime it ran on, every node unreachable) or read
+    /// a slot map that no longer holds: the next call connects afresh.
+    fn forget(&self, generation: u64) {
+        let mut stored = self.conn.lock();
+        if stored.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *stored = None;
+        }
     }
 }
 
@@ -695,10 +727,7 @@ impl AsyncRedisBackend {
             .build()
             .map_err(|e| connection_error(&e))?;
         Ok(AsyncRedisBackend {
-            conn: AsyncConn::Cluster(Arc::new(AsyncCluster {
-                client,
-                conn: Mutex::new(None),
-            })),
+            conn: AsyncConn::Cluster(Arc::new(AsyncCluster::new(client))),
             deadline,
         })
     }
@@ -732,8 +761,11 @@ impl AsyncRedisBackend {
                         .map_err(|e| RedisCheckError::from_redis(&e, deadline))
                 }
                 AsyncConn::Cluster(cluster) => {
+                    // The generation of the connection last used, to forget if it failed.
+                    let mut used = None;
                     let call = async {
-                        let mut conn = cluster.connection().await?;
+                        let (mut generation, mut conn) = cluster.connection().await?;
+                        used = Some(generation);
                         let (mut reconnected, mut pauses) = (false, Pauses::new());
                         loop {
                             let reply = cluster_eval_async(&mut conn, prepared).await;
@@ -742,8 +774,9 @@ impl AsyncRedisBackend {
                                 // afresh, reading the new slot map, and send it again.
                                 Err(e) if is_moved(e) && !reconnected => {
                                     reconnected = true;
-                                    cluster.forget();
-                                    conn = cluster.connection().await?;
+                                    cluster.forget(generation);
+                                    (generation, conn) = cluster.connection().await?;
+                                    used = Some(generation);
                                 }
                                 // Refused before it ran: wait, then send it again.
                                 Err(e) if refused_for_now(e) => match pauses.next(left()) {
@@ -754,10 +787,13 @@ impl AsyncRedisBackend {
                             }
                         }
                     };
-                    call.await.map_err(|e| {
+                    let reply = call.await;
+                    reply.map_err(|e| {
                         let error = RedisCheckError::from_cluster(&e, deadline);
-                        if matches!(error, RedisCheckError::Connection { .. }) {
-                            cluster.forget();
+                        if let (RedisCheckError::Connection { .. }, Some(generation)) =
+                            (&error, used)
+                        {
+                            cluster.forget(generation);
                         }
                         error
                     })
