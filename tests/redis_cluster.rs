@@ -1017,3 +1017,76 @@ fn concurrent_async_checks_meeting_a_moved_slot_reconnect_once() {
     let made = watch.iter_mut().map(connections_received).sum::<u64>() - before;
     assert!(made <= 9, "{made} connections made for {CHECKS} checks");
 }
+
+/// A single-node backend pointed at a cluster node answers a refusal (`CLUSTERDOWN`) at
+/// once, as a fault: only cluster backends, which know where a slot went, wait and send
+/// a check again.
+#[test]
+fn a_single_node_backend_answers_a_refusal_at_once() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("single_down"));
+    let deadline = Duration::from_secs(2);
+    let single = BothBackends::open(&cluster.urls()[0], deadline);
+    assert!(single
+        .check(&policy, &req("u", &org), false)
+        .unwrap()
+        .is_allowed());
+    redis::cmd("CLUSTER")
+        .arg("DELSLOTS")
+        .arg(cluster.key_slot(&org))
+        .query::<()>(&mut cluster.connection(0))
+        .unwrap();
+    for async_ in [false, true] {
+        let start = Instant::now();
+        let got = single.check(&policy, &req("u", &org), async_);
+        let took = start.elapsed();
+        match got {
+            Err(RedisCheckError::Server { detail }) => {
+                assert!(detail.contains("ClusterDown"), "{detail}")
+            }
+            other => panic!("async {async_}: {:?}", other.map(|d| d.is_allowed())),
+        }
+        assert!(took < deadline / 4, "async {async_}: {took:?}");
+    }
+}
+
+/// While a refused check waits to be sent again, its connection serves other calls: a
+/// check of a healthy slot on another master, sent meanwhile through the same (only)
+/// connection, is answered at once.
+#[test]
+fn a_refused_check_does_not_hold_up_checks_of_other_masters() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let policy = user_and_org(&policy_name("hol"));
+    let orgs = orgs_on_every_node(&cluster, 1);
+    let (migrating, healthy) = (orgs[0].clone(), orgs[2].clone());
+    let slot = cluster.key_slot(&migrating);
+    let deadline = Duration::from_millis(1000);
+    let redis = RedisBackend::open_cluster(cluster.urls())
+        .unwrap()
+        .with_deadline(deadline);
+    policy.check(&redis, &req("old", &migrating), 1).unwrap();
+    policy.check(&redis, &req("old", &healthy), 1).unwrap();
+    cluster.start_migrating(slot, 0, 1);
+    let (refused, served, took) = std::thread::scope(|s| {
+        let refused = s.spawn(|| policy.check(&redis, &req("new", &migrating), 1).map(|_| ()));
+        std::thread::sleep(Duration::from_millis(20));
+        let start = Instant::now();
+        let served = policy.check(&redis, &req("other", &healthy), 1);
+        let took = start.elapsed();
+        (
+            refused.join().unwrap(),
+            served.map(|d| d.is_allowed()),
+            took,
+        )
+    });
+    match refused {
+        Err(RedisCheckError::Server { detail }) => assert!(detail.contains("TryAgain"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(served, Ok(true));
+    assert!(took < deadline / 4, "waited {took:?} of its {deadline:?}");
+}

@@ -88,8 +88,8 @@ fn refused_for_now(err: &redis::RedisError) -> bool {
 }
 
 /// The pauses before sending a check again that Redis [refused for now](refused_for_now):
-/// 2 ms, doubling up to 50 ms, each taken only if the deadline leaves room for it and
-/// for another attempt as long again.
+/// 2 ms, doubling up to 50 ms, each at most half of what is left of the deadline, so that
+/// attempts continue until near its end.
 struct Pauses(Duration);
 
 impl Pauses {
@@ -100,13 +100,14 @@ impl Pauses {
         Pauses(Self::FIRST)
     }
 
-    /// The next pause, or `None` when what is `left` of the deadline is too short.
+    /// The next pause, or `None` when what is `left` of the deadline is too short for a
+    /// pause and another attempt.
     fn next(&mut self, left: Option<Duration>) -> Option<Duration> {
-        let pause = self.0;
-        if left? <= pause * 2 {
+        let pause = self.0.min(left? / 2);
+        if pause < Self::FIRST {
             return None;
         }
-        self.0 = (pause * 2).min(Self::LONGEST);
+        self.0 = (self.0 * 2).min(Self::LONGEST);
         Some(pause)
     }
 }
@@ -482,77 +483,86 @@ impl RedisBackend {
 
     pub(crate) fn eval(&self, prepared: &Prepared) -> Result<Vec<i64>, RedisCheckError> {
         let start = Instant::now();
-        let timeout = RedisCheckError::Timeout {
-            deadline: self.deadline,
-        };
         let left = || {
             self.deadline
                 .checked_sub(start.elapsed())
                 .filter(|d| !d.is_zero())
         };
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        let mut guard = self.conns[turn]
-            .try_lock_for(self.deadline)
-            .ok_or(timeout.clone())?;
-        let error = |e: &redis::RedisError| match self.target {
-            Target::Node(_) => RedisCheckError::from_redis(e, self.deadline),
-            Target::Cluster(_) => RedisCheckError::from_cluster(e, self.deadline),
+        let (mut reconnected, mut pauses) = (false, Pauses::new());
+        loop {
+            match self.send(turn, prepared, &left, &mut reconnected)? {
+                Ok(reply) => return Ok(reply),
+                // A cluster refused it before it ran: wait a little, the connection free
+                // for other calls meanwhile, and send it again while the deadline allows.
+                Err(e) if self.is_cluster() && refused_for_now(&e) => match pauses.next(left()) {
+                    Some(pause) => std::thread::sleep(pause),
+                    None => return Err(self.error(&e)),
+                },
+                Err(e) => return Err(self.error(&e)),
+            }
+        }
+    }
+
+    /// Sends the check once on connection `turn` (made if there is none), following one
+    /// `MOVED` per call (`reconnected` tells whether it was), and gives the connection
+    /// back unless its state is unknown. The outer error ends the call; the inner one is
+    /// Redis's answer.
+    fn send(
+        &self,
+        turn: usize,
+        prepared: &Prepared,
+        left: &dyn Fn() -> Option<Duration>,
+        reconnected: &mut bool,
+    ) -> Result<redis::RedisResult<Vec<i64>>, RedisCheckError> {
+        let timeout = || RedisCheckError::Timeout {
+            deadline: self.deadline,
         };
+        let mut guard = self.conns[turn]
+            .try_lock_for(left().ok_or_else(timeout)?)
+            .ok_or_else(timeout)?;
         let mut conn = match guard.take() {
             Some(conn) => conn,
             None => {
-                let wait = left().ok_or(timeout.clone())?;
-                self.target.connect(wait).map_err(|e| error(&e))?
+                let wait = left().ok_or_else(timeout)?;
+                self.target.connect(wait).map_err(|e| self.error(&e))?
             }
         };
-        let wait = left().ok_or(timeout.clone())?;
-        if let Err(e) = conn.set_timeouts(wait) {
-            return Err(error(&e));
+        let wait = left().ok_or_else(timeout)?;
+        conn.set_timeouts(wait).map_err(|e| self.error(&e))?;
+        let mut reply = conn.eval(prepared, left);
+        if !*reconnected && matches!(&reply, Err(e) if is_moved(e)) {
+            // The cluster's slots moved (a resharding, a failover) and the check did not
+            // run: connect afresh, reading the new slot map, and send it again (once:
+            // another `MOVED` is a fault).
+            *reconnected = true;
+            let wait = left().ok_or_else(timeout)?;
+            conn = self.target.connect(wait).map_err(|e| self.error(&e))?;
+            let wait = left().ok_or_else(timeout)?;
+            conn.set_timeouts(wait).map_err(|e| self.error(&e))?;
+            reply = conn.eval(prepared, left);
         }
-        let mut reply = conn.eval(prepared, &left);
-        let (mut reconnected, mut pauses) = (false, Pauses::new());
-        loop {
-            match &reply {
-                // The cluster's slots moved (a resharding, a failover) and the check did
-                // not run: connect afresh, reading the new slot map, and send it again
-                // (once: another `MOVED` is a fault).
-                Err(e) if is_moved(e) && !reconnected => {
-                    reconnected = true;
-                    let wait = left().ok_or(timeout.clone())?;
-                    conn = self.target.connect(wait).map_err(|e| error(&e))?;
-                }
-                // Refused before it ran: wait a little and send it again, while the
-                // deadline allows.
-                Err(e) if refused_for_now(e) => match pauses.next(left()) {
-                    Some(pause) => std::thread::sleep(pause),
-                    None => break,
-                },
-                _ => break,
-            }
-            let wait = left().ok_or(timeout.clone())?;
-            if let Err(e) = conn.set_timeouts(wait) {
-                return Err(error(&e));
-            }
-            reply = conn.eval(prepared, &left);
-        }
-        match reply {
-            Ok(reply) => {
-                *guard = Some(conn);
-                Ok(reply)
-            }
+        // After a timeout or a broken stream the connection's state is unknown: drop it,
+        // and the next call connects afresh.
+        let keep = match &reply {
+            Ok(_) => true,
             Err(e) => {
-                let error = error(&e);
-                // After a timeout or a broken stream the connection's state is unknown:
-                // drop it, and the next call connects afresh.
-                if !matches!(
-                    error,
+                !matches!(
+                    self.error(e),
                     RedisCheckError::Timeout { .. } | RedisCheckError::Connection { .. }
                 ) && conn.is_open()
-                {
-                    *guard = Some(conn);
-                }
-                Err(error)
             }
+        };
+        if keep {
+            *guard = Some(conn);
+        }
+        Ok(reply)
+    }
+
+    fn error(&self, e: &redis::RedisError) -> RedisCheckError {
+        match self.target {
+            Target::Node(_) => RedisCheckError::from_redis(e, self.deadline),
+            Target::Cluster(_) => RedisCheckError::from_cluster(e, self.deadline),
         }
     }
 }
