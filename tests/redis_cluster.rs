@@ -861,21 +861,24 @@ fn a_multi_key_check_during_a_migration_is_a_fault_until_the_slot_is_handed_over
 }
 
 /// The same migration, with the slot handed over while a refused check waits to be sent
-/// again: the check is served within its deadline, once, on both backends.
+/// again: the check is served within its deadline, once, on both backends. Whether the
+/// organization's key is on the source (which refuses the check: `TRYAGAIN`) or nowhere
+/// yet (the source sends it to the importing node, `ASK`, which refuses it there).
 #[test]
 fn a_check_refused_during_a_migration_is_served_once_the_slot_is_handed_over() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let orgs = orgs_on_every_node(&cluster, 2);
-    // two organizations on the first master, one per backend
-    let (blocking_org, async_org) = (orgs[0].clone(), orgs[3].clone());
-    assert_ne!(
-        cluster.key_slot(&blocking_org),
-        cluster.key_slot(&async_org)
-    );
+    // organizations on the first master, one per case
+    let orgs: Vec<String> = orgs_on_every_node(&cluster, 4)
+        .into_iter()
+        .step_by(3)
+        .collect();
+    let slots: BTreeSet<u16> = orgs.iter().map(|o| cluster.key_slot(o)).collect();
+    assert_eq!(slots.len(), 4);
     let backends = BothBackends::open_cluster(cluster.urls(), Duration::from_secs(5));
-    for (async_, org) in [(false, blocking_org), (true, async_org)] {
+    let cases = [(false, false), (true, false), (false, true), (true, true)];
+    for ((async_, fresh), org) in cases.into_iter().zip(orgs) {
         let name = policy_name("handover");
         let policy = user_and_org(&name);
         let check = |user: &str| {
@@ -885,8 +888,14 @@ fn a_check_refused_during_a_migration_is_served_once_the_slot_is_handed_over() {
                     .collect::<Vec<_>>()
             })
         };
+        let used = match fresh {
+            true => 0,
+            false => {
+                assert_eq!(check("old"), Ok(vec![4, 49]));
+                1
+            }
+        };
         let slot = cluster.key_slot(&org);
-        assert_eq!(check("old"), Ok(vec![4, 49]));
         cluster.start_migrating(slot, 0, 1);
         let start = Instant::now();
         let handover = Duration::from_millis(300);
@@ -902,10 +911,11 @@ fn a_check_refused_during_a_migration_is_served_once_the_slot_is_handed_over() {
             });
             check("new")
         });
-        assert_eq!(served, Ok(vec![4, 48]), "async {async_}");
-        assert!(start.elapsed() >= handover, "async {async_}");
+        let case = format!("async {async_}, fresh {fresh}");
+        assert_eq!(served, Ok(vec![4, 49 - used]), "{case}");
+        assert!(start.elapsed() >= handover, "{case}");
         // spent once, and the keys live on the new owner
-        assert_eq!(check("new"), Ok(vec![3, 47]), "async {async_}");
+        assert_eq!(check("new"), Ok(vec![3, 48 - used]), "{case}");
         assert!(cluster.keys_on(0, &format!("*{name}*")).is_empty());
         assert!(!cluster.keys_on(1, &format!("*{name}*")).is_empty());
     }
