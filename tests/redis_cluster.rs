@@ -1100,3 +1100,201 @@ fn a_refused_check_does_not_hold_up_checks_of_other_masters() {
     assert_eq!(served, Ok(true));
     assert!(took < deadline / 4, "waited {took:?} of its {deadline:?}");
 }
+
+/// A seed that accepts connections and closes each after `hold`, without a word: every
+/// attempt to connect through it fails, slowly.
+fn slowly_failing_seed(hold: Duration) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            std::thread::spawn(move || {
+                std::thread::sleep(hold);
+                drop(stream);
+            });
+        }
+    });
+    format!("redis://127.0.0.1:{port}/")
+}
+
+/// Concurrent first calls on an async cluster backend that cannot connect (each attempt
+/// fails after 20 ms) all fail as connection faults about as soon as one attempt does:
+/// they do not queue behind each other's failed attempts until their deadline.
+#[test]
+fn concurrent_async_calls_that_cannot_connect_fail_together() {
+    const CALLS: usize = 40;
+    let seed = slowly_failing_seed(Duration::from_millis(20));
+    let deadline = Duration::from_millis(400);
+    let rt = multi_thread_runtime(2);
+    let backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline([seed], deadline).unwrap()
+    });
+    let policy = std::sync::Arc::new(one_user_scope(&policy_name("slowfail")).1);
+    let answers: Vec<(Result<bool, RedisCheckError>, Duration)> = rt.block_on(async {
+        let tasks: Vec<_> = (0..CALLS)
+            .map(|u| {
+                let (policy, backend) = (policy.clone(), backend.clone());
+                tokio::spawn(async move {
+                    let start = Instant::now();
+                    let got = policy
+                        .check_async(&backend, &req(&format!("u{u}"), "o"), 1)
+                        .await;
+                    (got.map(|d| d.is_allowed()), start.elapsed())
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+        answers
+    });
+    let timeouts = answers
+        .iter()
+        .filter(|(got, _)| matches!(got, Err(RedisCheckError::Timeout { .. })))
+        .count();
+    let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+    for (got, _) in &answers {
+        assert!(
+            matches!(got, Err(RedisCheckError::Connection { .. })),
+            "{timeouts} of {CALLS} timed out (slowest {slowest:?}), e.g. {got:?}"
+        );
+    }
+    assert!(slowest < deadline / 2, "slowest {slowest:?}");
+}
+
+/// A proxy to `port` on the loopback that holds every chunk it forwards for `delay`, as
+/// a network with a round trip of twice `delay` would.
+fn delaying_proxy(port: u16, delay: Duration) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let me = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            std::thread::spawn(move || {
+                let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                let Ok(upstream) = TcpStream::connect_timeout(&to, Duration::from_secs(1)) else {
+                    return;
+                };
+                let pipe = move |mut from: TcpStream, mut to: TcpStream| {
+                    move || {
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    std::thread::sleep(delay);
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = from.shutdown(Shutdown::Both);
+                        let _ = to.shutdown(Shutdown::Both);
+                    }
+                };
+                let up = std::thread::spawn(pipe(
+                    client.try_clone().unwrap(),
+                    upstream.try_clone().unwrap(),
+                ));
+                pipe(upstream, client)();
+                let _ = up.join();
+            });
+        }
+    });
+    format!("redis://127.0.0.1:{me}/")
+}
+
+/// An async cluster backend whose connection must be made while checks keep arriving
+/// (here: about one every 500 µs, its seed 3 ms away and paused when the backend is
+/// first used) connects once the node is back: a call must not have only what the calls
+/// queued before it left of the deadline to connect in.
+#[test]
+fn async_cluster_backend_connects_under_steady_load_once_a_paused_node_is_back() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("steady"));
+    let policy = std::sync::Arc::new(policy);
+    let deadline = Duration::from_millis(200);
+    let seed = delaying_proxy(cluster.ports[1], Duration::from_millis(3));
+    let rt = multi_thread_runtime(2);
+    let backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline([seed], deadline).unwrap()
+    });
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Result<(), RedisCheckError>)>();
+    let start = Instant::now();
+    let (paused_for, load_for) = (Duration::from_millis(500), Duration::from_millis(1500));
+    cluster.pause(1);
+    let mut resumed = None;
+    let mut u = 0u64;
+    while start.elapsed() < load_for {
+        if resumed.is_none() && start.elapsed() >= paused_for {
+            cluster.resume(1);
+            resumed = Some(Instant::now());
+        }
+        let (policy, backend, tx) = (policy.clone(), backend.clone(), tx.clone());
+        let r = req(&format!("u{u}"), &org);
+        u += 1;
+        rt.spawn(async move {
+            let sent = Instant::now();
+            let got = policy.check_async(&backend, &r, 1).await.map(|_| ());
+            let _ = tx.send((sent, got));
+        });
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    drop(tx);
+    let resumed = resumed.unwrap();
+    let answers: Vec<_> = rx.iter().collect();
+    let after: Vec<_> = answers.iter().filter(|(sent, _)| *sent > resumed).collect();
+    let served = after.iter().filter(|(_, got)| got.is_ok()).count();
+    let timeouts = after
+        .iter()
+        .filter(|(_, got)| matches!(got, Err(RedisCheckError::Timeout { .. })))
+        .count();
+    assert!(
+        served * 2 > after.len(),
+        "of {} calls sent in the second after the node came back, {served} were served, \
+         {timeouts} timed out",
+        after.len()
+    );
+}
+
+/// A call left mid-way on a runtime that is kept but no longer driven (a current-thread
+/// runtime between two `block_on`s, a task spawned on it still connecting) must not
+/// hold up the calls on other runtimes: once the cluster answers, they are served.
+#[test]
+fn a_call_parked_on_an_idle_runtime_does_not_hold_up_other_runtimes() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("parked"));
+    let policy = std::sync::Arc::new(policy);
+    let deadline = Duration::from_millis(200);
+    let idle = runtime();
+    let backend = idle.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
+    });
+    cluster.pause(1);
+    idle.block_on(async {
+        let (policy, backend, r) = (policy.clone(), backend.clone(), req("parked", &org));
+        // starts connecting, then waits on the paused node
+        tokio::spawn(async move { policy.check_async(&backend, &r, 1).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    });
+    cluster.resume(1);
+    let other = multi_thread_runtime(2);
+    let answers: Vec<_> = (0..5)
+        .map(|u| {
+            other
+                .block_on(policy.check_async(&backend, &req(&format!("u{u}"), &org), 1))
+                .map(|d| d.is_allowed())
+        })
+        .collect();
+    assert!(answers.contains(&Ok(true)), "{answers:?}");
+    drop(idle);
+}

@@ -617,54 +617,143 @@ enum AsyncConn {
 /// made again when making it failed or the slots moved. Once made, it reconnects to
 /// nodes by itself.
 ///
-/// Each connection made gets the next generation number. A call that finds its
-/// connection wanting replaces it only if it is still the one stored, and one call at
-/// a time connects while the others wait for its connection: when the slots move under
-/// many concurrent calls, they make one new connection between them, not one each.
+/// One attempt at a time makes it, in a task of its own (no caller's deadline or
+/// cancellation cuts it short), and every call that needs a connection meanwhile waits
+/// for that attempt and shares its outcome, failure included: when the slots move under
+/// many concurrent calls, they make one new connection between them, not one each. An
+/// attempt older than a deadline (its runtime no longer driven, say) no longer holds
+/// calls back: the next call starts another. Each attempt has a generation number, so
+/// that a call replaces only the connection it used.
 struct AsyncCluster {
     client: ClusterClient,
-    conn: Mutex<Option<(u64, redis::cluster_async::ClusterConnection)>>,
-    connecting: tokio::sync::Mutex<u64>,
+    /// How long calls wait for one attempt before starting another: the deadline.
+    patience: Duration,
+    link: Mutex<Link>,
+}
+
+type Made = redis::RedisResult<redis::cluster_async::ClusterConnection>;
+
+#[derive(Default)]
+struct Link {
+    /// The generation of the latest attempt.
+    latest: u64,
+    state: LinkState,
+}
+
+#[derive(Default)]
+enum LinkState {
+    #[default]
+    Unmade,
+    /// Attempt `generation`, started at `since`; its outcome comes on `made`.
+    Making {
+        generation: u64,
+        since: Instant,
+        made: tokio::sync::watch::Receiver<Option<Made>>,
+    },
+    Made {
+        generation: u64,
+        conn: redis::cluster_async::ClusterConnection,
+    },
 }
 
 impl AsyncCluster {
-    fn new(client: ClusterClient) -> AsyncCluster {
+    fn new(client: ClusterClient, patience: Duration) -> AsyncCluster {
         AsyncCluster {
             client,
-            conn: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(0),
+            patience,
+            link: Mutex::new(Link::default()),
         }
     }
 
-    fn stored(&self) -> Option<(u64, redis::cluster_async::ClusterConnection)> {
-        self.conn.lock().clone()
-    }
-
-    /// The stored connection and its generation, made if there is none.
+    /// The connection and its generation: the one made, else the outcome of the attempt
+    /// under way, else of one started now.
     async fn connection(
-        &self,
+        self: &Arc<Self>,
     ) -> redis::RedisResult<(u64, redis::cluster_async::ClusterConnection)> {
-        if let Some(stored) = self.stored() {
-            return Ok(stored);
+        let (generation, mut made) = {
+            let mut link = self.link.lock();
+            match &link.state {
+                LinkState::Made { generation, conn } => return Ok((*generation, conn.clone())),
+                LinkState::Making {
+                    generation,
+                    since,
+                    made,
+                } if since.elapsed() < self.patience => (*generation, made.clone()),
+                _ => self.start(&mut link),
+            }
+        };
+        let outcome = match made.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            // The attempt's task was dropped with the runtime it ran on.
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(conn)) => Ok((generation, conn)),
+            Some(Err(error)) => Err(error),
+            None => {
+                self.forget(generation);
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the connection attempt ended with its runtime",
+                )
+                .into())
+            }
         }
-        let mut made = self.connecting.lock().await;
-        // Whoever connected while this call waited has stored a connection to share.
-        if let Some(stored) = self.stored() {
-            return Ok(stored);
-        }
-        let conn = self.client.get_async_connection().await?;
-        *made += 1;
-        *self.conn.lock() = Some((*made, conn.clone()));
-        Ok((*made, conn))
     }
 
-    /// Drops connection `generation` if it is still the one stored, after it failed as a
-    /// whole (its task gone with the runtime it ran on, every node unreachable) or read
-    /// a slot map that no longer holds: the next call connects afresh.
+    /// Starts an attempt in a task of its own; returns its generation and where its
+    /// outcome will come.
+    fn start(
+        self: &Arc<Self>,
+        link: &mut Link,
+    ) -> (u64, tokio::sync::watch::Receiver<Option<Made>>) {
+        link.latest += 1;
+        let generation = link.latest;
+        let (tell, made) = tokio::sync::watch::channel(None);
+        link.state = LinkState::Making {
+            generation,
+            since: Instant::now(),
+            made: made.clone(),
+        };
+        let this = Arc::clone(self);
+        let attempt = async move {
+            let outcome = this.client.get_async_connection().await;
+            {
+                let mut link = this.link.lock();
+                if matches!(link.state, LinkState::Making { generation: g, .. } if g == generation)
+                {
+                    link.state = match &outcome {
+                        Ok(conn) => LinkState::Made {
+                            generation,
+                            conn: conn.clone(),
+                        },
+                        Err(_) => LinkState::Unmade,
+                    };
+                }
+            }
+            let _ = tell.send(Some(outcome));
+        };
+        // Outside a runtime the attempt is dropped unstarted, and its waiters fail.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(attempt);
+        }
+        (generation, made)
+    }
+
+    /// Drops connection (or attempt) `generation` if it is still the latest, after it
+    /// failed as a whole (its task gone with the runtime it ran on, every node
+    /// unreachable) or read a slot map that no longer holds: the next call connects
+    /// afresh.
     fn forget(&self, generation: u64) {
-        let mut stored = self.conn.lock();
-        if stored.as_ref().is_some_and(|(g, _)| *g == generation) {
-            *stored = None;
+        let mut link = self.link.lock();
+        let current = match &link.state {
+            LinkState::Made { generation, .. } | LinkState::Making { generation, .. } => {
+                Some(*generation)
+            }
+            LinkState::Unmade => None,
+        };
+        if current == Some(generation) {
+            link.state = LinkState::Unmade;
         }
     }
 }
@@ -737,7 +826,7 @@ impl AsyncRedisBackend {
             .build()
             .map_err(|e| connection_error(&e))?;
         Ok(AsyncRedisBackend {
-            conn: AsyncConn::Cluster(Arc::new(AsyncCluster::new(client))),
+            conn: AsyncConn::Cluster(Arc::new(AsyncCluster::new(client, deadline))),
             deadline,
         })
     }
