@@ -1298,3 +1298,47 @@ fn a_call_parked_on_an_idle_runtime_does_not_hold_up_other_runtimes() {
     assert!(answers.contains(&Ok(true)), "{answers:?}");
     drop(idle);
 }
+
+/// Connecting takes longer than the deadline (three round trips of 20 ms to the seed,
+/// through a proxy, against a deadline of 40 ms) while checks keep arriving: the first
+/// calls time out, but an attempt that finishes keeps its connection even though newer
+/// attempts were started meanwhile, and the calls after it are served.
+#[test]
+fn an_attempt_slower_than_the_deadline_connects_under_steady_load() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("slowconn"));
+    let policy = std::sync::Arc::new(policy);
+    let deadline = Duration::from_millis(40);
+    let seed = delaying_proxy(cluster.ports[1], Duration::from_millis(10));
+    let rt = multi_thread_runtime(2);
+    let backend = rt.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline([seed], deadline).unwrap()
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    let mut u = 0u64;
+    while start.elapsed() < Duration::from_secs(2) {
+        let (policy, backend, tx) = (policy.clone(), backend.clone(), tx.clone());
+        let r = req(&format!("u{u}"), &org);
+        u += 1;
+        rt.spawn(async move {
+            let sent = Instant::now();
+            let got = policy.check_async(&backend, &r, 1).await.map(|_| ());
+            let _ = tx.send((sent, got));
+        });
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(tx);
+    let late: Vec<_> = rx
+        .iter()
+        .filter(|(sent, _)| *sent > start + Duration::from_secs(1))
+        .collect();
+    let served = late.iter().filter(|(_, got)| got.is_ok()).count();
+    assert!(
+        served * 10 > late.len() * 9,
+        "of {} calls sent in the second second, {served} served",
+        late.len()
+    );
+}

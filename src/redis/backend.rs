@@ -720,15 +720,18 @@ impl AsyncCluster {
             let outcome = this.client.get_async_connection().await;
             {
                 let mut link = this.link.lock();
-                if matches!(link.state, LinkState::Making { generation: g, .. } if g == generation)
-                {
-                    link.state = match &outcome {
-                        Ok(conn) => LinkState::Made {
+                let current = matches!(link.state, LinkState::Making { generation: g, .. } if g == generation);
+                match &outcome {
+                    // Kept unless a connection was made meanwhile: a newer attempt under
+                    // way (this one outlived the deadline) may be no faster.
+                    Ok(conn) if !matches!(link.state, LinkState::Made { .. }) => {
+                        link.state = LinkState::Made {
                             generation,
                             conn: conn.clone(),
-                        },
-                        Err(_) => LinkState::Unmade,
-                    };
+                        };
+                    }
+                    Err(_) if current => link.state = LinkState::Unmade,
+                    _ => {}
                 }
             }
             let _ = tell.send(Some(outcome));
