@@ -1209,6 +1209,37 @@ fn delaying_proxy(port: u16, delay: Duration) -> String {
     format!("redis://127.0.0.1:{me}/")
 }
 
+/// Checks of new users of `org` spawned on `rt` one every `every` for `load_for`,
+/// calling `tick` with the time since the start before each; returns when each was sent
+/// and what it got, once all have answered.
+fn steady_load(
+    rt: &tokio::runtime::Runtime,
+    policy: &std::sync::Arc<RedisPolicy<Req>>,
+    backend: &AsyncRedisBackend,
+    org: &str,
+    load_for: Duration,
+    every: Duration,
+    mut tick: impl FnMut(Duration),
+) -> Vec<(Instant, Result<(), RedisCheckError>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    let mut u = 0u64;
+    while start.elapsed() < load_for {
+        tick(start.elapsed());
+        let (policy, backend, tx) = (policy.clone(), backend.clone(), tx.clone());
+        let r = req(&format!("u{u}"), org);
+        u += 1;
+        rt.spawn(async move {
+            let sent = Instant::now();
+            let got = policy.check_async(&backend, &r, 1).await.map(|_| ());
+            let _ = tx.send((sent, got));
+        });
+        std::thread::sleep(every);
+    }
+    drop(tx);
+    rx.iter().collect()
+}
+
 /// An async cluster backend whose connection must be made while checks keep arriving
 /// (here: about one every 500 µs, its seed 3 ms away and paused when the backend is
 /// first used) connects once the node is back: a call must not have only what the calls
@@ -1226,30 +1257,24 @@ fn async_cluster_backend_connects_under_steady_load_once_a_paused_node_is_back()
     let backend = rt.block_on(async {
         AsyncRedisBackend::open_cluster_with_deadline([seed], deadline).unwrap()
     });
-    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Result<(), RedisCheckError>)>();
-    let start = Instant::now();
     let (paused_for, load_for) = (Duration::from_millis(500), Duration::from_millis(1500));
     cluster.pause(1);
     let mut resumed = None;
-    let mut u = 0u64;
-    while start.elapsed() < load_for {
-        if resumed.is_none() && start.elapsed() >= paused_for {
-            cluster.resume(1);
-            resumed = Some(Instant::now());
-        }
-        let (policy, backend, tx) = (policy.clone(), backend.clone(), tx.clone());
-        let r = req(&format!("u{u}"), &org);
-        u += 1;
-        rt.spawn(async move {
-            let sent = Instant::now();
-            let got = policy.check_async(&backend, &r, 1).await.map(|_| ());
-            let _ = tx.send((sent, got));
-        });
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    drop(tx);
+    let answers = steady_load(
+        &rt,
+        &policy,
+        &backend,
+        &org,
+        load_for,
+        Duration::from_micros(500),
+        |since| {
+            if resumed.is_none() && since >= paused_for {
+                cluster.resume(1);
+                resumed = Some(Instant::now());
+            }
+        },
+    );
     let resumed = resumed.unwrap();
-    let answers: Vec<_> = rx.iter().collect();
     let after: Vec<_> = answers.iter().filter(|(sent, _)| *sent > resumed).collect();
     let served = after.iter().filter(|(_, got)| got.is_ok()).count();
     let timeouts = after
@@ -1316,22 +1341,17 @@ fn an_attempt_slower_than_the_deadline_connects_under_steady_load() {
     let backend = rt.block_on(async {
         AsyncRedisBackend::open_cluster_with_deadline([seed], deadline).unwrap()
     });
-    let (tx, rx) = std::sync::mpsc::channel();
     let start = Instant::now();
-    let mut u = 0u64;
-    while start.elapsed() < Duration::from_secs(2) {
-        let (policy, backend, tx) = (policy.clone(), backend.clone(), tx.clone());
-        let r = req(&format!("u{u}"), &org);
-        u += 1;
-        rt.spawn(async move {
-            let sent = Instant::now();
-            let got = policy.check_async(&backend, &r, 1).await.map(|_| ());
-            let _ = tx.send((sent, got));
-        });
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    drop(tx);
-    let late: Vec<_> = rx
+    let answers = steady_load(
+        &rt,
+        &policy,
+        &backend,
+        &org,
+        Duration::from_secs(2),
+        Duration::from_millis(2),
+        |_| {},
+    );
+    let late: Vec<_> = answers
         .iter()
         .filter(|(sent, _)| *sent > start + Duration::from_secs(1))
         .collect();
