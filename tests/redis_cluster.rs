@@ -1362,3 +1362,77 @@ fn an_attempt_slower_than_the_deadline_connects_under_steady_load() {
         late.len()
     );
 }
+
+/// A connection made while the backend was used from a current-thread runtime that is
+/// kept but no longer driven answers nothing on other runtimes (its driver is stuck
+/// there): after a few timeouts in a row the backend drops it and connects afresh.
+#[test]
+fn a_connection_made_on_an_idle_runtime_does_not_hold_up_other_runtimes() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("madeidle"));
+    let deadline = Duration::from_millis(200);
+    let idle = runtime();
+    let backend = idle.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline(cluster.urls(), deadline).unwrap()
+    });
+    let first = idle.block_on(policy.check_async(&backend, &req("first", &org), 1));
+    assert!(first.unwrap().is_allowed());
+    let other = multi_thread_runtime(2);
+    let answers: Vec<_> = (0..10)
+        .map(|u| {
+            other
+                .block_on(policy.check_async(&backend, &req(&format!("u{u}"), &org), 1))
+                .map(|d| d.is_allowed())
+        })
+        .collect();
+    assert!(answers.contains(&Ok(true)), "{answers:?}");
+    drop(idle);
+}
+
+/// An attempt started on a runtime that then stops being driven is overtaken by a newer
+/// one after a deadline; when the idle runtime runs for a moment and the old attempt
+/// finishes first, its connection (whose driver lives on the idle runtime) may be the
+/// one kept, but a few timeouts later the backend connects afresh and is served.
+#[test]
+fn an_overtaken_attempt_on_an_idle_runtime_does_not_hold_up_other_runtimes() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("overtaken"));
+    let policy = std::sync::Arc::new(policy);
+    let deadline = Duration::from_millis(300);
+    let seed = delaying_proxy(cluster.ports[1], Duration::from_millis(20));
+    let idle = runtime();
+    let backend = idle.block_on(async {
+        AsyncRedisBackend::open_cluster_with_deadline([seed], deadline).unwrap()
+    });
+    // attempt 1 starts on `idle`, which then stops
+    idle.block_on(async {
+        let (policy, backend, r) = (policy.clone(), backend.clone(), req("parked", &org));
+        tokio::spawn(async move { policy.check_async(&backend, &r, 1).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    });
+    std::thread::sleep(deadline + Duration::from_millis(50));
+    let other = multi_thread_runtime(2);
+    // attempt 2 starts on `other`; `idle` runs briefly and attempt 1 ends meanwhile
+    let first = {
+        let (policy, backend, r) = (policy.clone(), backend.clone(), req("first", &org));
+        other.spawn(async move { policy.check_async(&backend, &r, 1).await.map(|_| ()) })
+    };
+    idle.block_on(async { tokio::time::sleep(Duration::from_millis(150)).await });
+    let first = other.block_on(first).unwrap();
+    let answers: Vec<_> = (0..8)
+        .map(|u| {
+            other
+                .block_on(policy.check_async(&backend, &req(&format!("u{u}"), &org), 1))
+                .map(|d| d.is_allowed())
+        })
+        .collect();
+    assert!(
+        answers.contains(&Ok(true)),
+        "first {first:?}, then {answers:?}"
+    );
+    drop(idle);
+}

@@ -3,7 +3,7 @@
 //! each to one server or to a Redis Cluster.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -623,13 +623,23 @@ enum AsyncConn {
 /// many concurrent calls, they make one new connection between them, not one each. An
 /// attempt older than a deadline (its runtime no longer driven, say) no longer holds
 /// calls back: the next call starts another. Each attempt has a generation number, so
-/// that a call replaces only the connection it used.
+/// that a call replaces only the connection it used. A connection is dropped after a
+/// connection fault, and after [`STRIKES`] timeouts in a row with no answer between
+/// them (made by an attempt whose runtime is no longer driven, it would never answer).
 struct AsyncCluster {
     client: ClusterClient,
     /// How long calls wait for one attempt before starting another: the deadline.
     patience: Duration,
     link: Mutex<Link>,
+    /// Calls on connection `struck` that timed out in a row, no answer between them.
+    struck: AtomicU64,
+    strikes: AtomicU32,
 }
+
+/// Timeouts in a row, with no answer between them, after which a connection is
+/// forgotten: one whose driver is stuck on a runtime no longer driven answers nothing,
+/// ever, where a slow one still answers some calls.
+const STRIKES: u32 = 3;
 
 type Made = redis::RedisResult<redis::cluster_async::ClusterConnection>;
 
@@ -662,6 +672,30 @@ impl AsyncCluster {
             client,
             patience,
             link: Mutex::new(Link::default()),
+            struck: AtomicU64::new(0),
+            strikes: AtomicU32::new(0),
+        }
+    }
+
+    /// Judges connection `generation` by a call's `reply`: a connection fault forgets it
+    /// at once, [`STRIKES`] timeouts in a row forget it too, any answer clears the count.
+    /// (Counted without a lock: calls racing may miscount by one.)
+    fn settled(&self, generation: u64, reply: &Result<Vec<i64>, RedisCheckError>) {
+        match reply {
+            Err(RedisCheckError::Connection { .. }) => self.forget(generation),
+            Err(RedisCheckError::Timeout { .. }) => {
+                if self.struck.swap(generation, Ordering::Relaxed) != generation {
+                    self.strikes.store(1, Ordering::Relaxed);
+                } else if self.strikes.fetch_add(1, Ordering::Relaxed) + 1 >= STRIKES {
+                    self.strikes.store(0, Ordering::Relaxed);
+                    self.forget(generation);
+                }
+            }
+            _ => {
+                if self.strikes.load(Ordering::Relaxed) != 0 {
+                    self.strikes.store(0, Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -853,6 +887,8 @@ impl AsyncRedisBackend {
                 .checked_sub(start.elapsed())
                 .filter(|d| !d.is_zero())
         };
+        // The generation of the cluster connection last used, to judge by the reply.
+        let mut used = None;
         let call = async {
             match &self.conn {
                 AsyncConn::Node(conn) => {
@@ -863,8 +899,6 @@ impl AsyncRedisBackend {
                         .map_err(|e| RedisCheckError::from_redis(&e, deadline))
                 }
                 AsyncConn::Cluster(cluster) => {
-                    // The generation of the connection last used, to forget if it failed.
-                    let mut used = None;
                     let call = async {
                         let (mut generation, mut conn) = cluster.connection().await?;
                         used = Some(generation);
@@ -890,24 +924,20 @@ impl AsyncRedisBackend {
                         }
                     };
                     let reply = call.await;
-                    reply.map_err(|e| {
-                        let error = RedisCheckError::from_cluster(&e, deadline);
-                        if let (RedisCheckError::Connection { .. }, Some(generation)) =
-                            (&error, used)
-                        {
-                            cluster.forget(generation);
-                        }
-                        error
-                    })
+                    reply.map_err(|e| RedisCheckError::from_cluster(&e, deadline))
                 }
             }
         };
-        match tokio::time::timeout(self.deadline, call).await {
+        let reply = match tokio::time::timeout(self.deadline, call).await {
             Ok(reply) => reply,
             Err(_) => Err(RedisCheckError::Timeout {
                 deadline: self.deadline,
             }),
+        };
+        if let (AsyncConn::Cluster(cluster), Some(generation)) = (&self.conn, used) {
+            cluster.settled(generation, &reply);
         }
+        reply
     }
 }
 
