@@ -1101,6 +1101,22 @@ fn a_refused_check_does_not_hold_up_checks_of_other_masters() {
     assert!(took < deadline / 4, "waited {took:?} of its {deadline:?}");
 }
 
+/// `n` checks of new users of `org`, one after the other on `rt`: allowed or why not.
+fn one_by_one(
+    rt: &tokio::runtime::Runtime,
+    policy: &RedisPolicy<Req>,
+    backend: &AsyncRedisBackend,
+    org: &str,
+    n: usize,
+) -> Vec<Result<bool, RedisCheckError>> {
+    (0..n)
+        .map(|u| {
+            rt.block_on(policy.check_async(backend, &req(&format!("u{u}"), org), 1))
+                .map(|d| d.is_allowed())
+        })
+        .collect()
+}
+
 /// A seed that accepts connections and closes each after `hold`, without a word: every
 /// attempt to connect through it fails, slowly.
 fn slowly_failing_seed(hold: Duration) -> String {
@@ -1313,13 +1329,7 @@ fn a_call_parked_on_an_idle_runtime_does_not_hold_up_other_runtimes() {
     });
     cluster.resume(1);
     let other = multi_thread_runtime(2);
-    let answers: Vec<_> = (0..5)
-        .map(|u| {
-            other
-                .block_on(policy.check_async(&backend, &req(&format!("u{u}"), &org), 1))
-                .map(|d| d.is_allowed())
-        })
-        .collect();
+    let answers = one_by_one(&other, &policy, &backend, &org, 5);
     assert!(answers.contains(&Ok(true)), "{answers:?}");
     drop(idle);
 }
@@ -1380,13 +1390,7 @@ fn a_connection_made_on_an_idle_runtime_does_not_hold_up_other_runtimes() {
     let first = idle.block_on(policy.check_async(&backend, &req("first", &org), 1));
     assert!(first.unwrap().is_allowed());
     let other = multi_thread_runtime(2);
-    let answers: Vec<_> = (0..10)
-        .map(|u| {
-            other
-                .block_on(policy.check_async(&backend, &req(&format!("u{u}"), &org), 1))
-                .map(|d| d.is_allowed())
-        })
-        .collect();
+    let answers = one_by_one(&other, &policy, &backend, &org, 10);
     assert!(answers.contains(&Ok(true)), "{answers:?}");
     drop(idle);
 }
@@ -1423,13 +1427,7 @@ fn an_overtaken_attempt_on_an_idle_runtime_does_not_hold_up_other_runtimes() {
     };
     idle.block_on(async { tokio::time::sleep(Duration::from_millis(150)).await });
     let first = other.block_on(first).unwrap();
-    let answers: Vec<_> = (0..8)
-        .map(|u| {
-            other
-                .block_on(policy.check_async(&backend, &req(&format!("u{u}"), &org), 1))
-                .map(|d| d.is_allowed())
-        })
-        .collect();
+    let answers = one_by_one(&other, &policy, &backend, &org, 8);
     assert!(
         answers.contains(&Ok(true)),
         "first {first:?}, then {answers:?}"
