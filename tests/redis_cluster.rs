@@ -1434,3 +1434,54 @@ fn an_overtaken_attempt_on_an_idle_runtime_does_not_hold_up_other_runtimes() {
     );
     drop(idle);
 }
+
+/// A master lost for good, its replica promoted after the node timeout (2 s): until the
+/// promotion the checks of its slots are faults of the store (answered by the failure
+/// mode) that spend nothing; after it, both backends are served by the promoted
+/// replica, which kept the state the master had replicated.
+#[test]
+fn after_a_failover_both_backends_are_served_by_the_promoted_replica() {
+    let Some(mut cluster) = RedisCluster::start() else {
+        return;
+    };
+    let replica = cluster.add_replica(0);
+    let (policy, org) = one_user_scope_on_one_org(&cluster, &policy_name("failover"));
+    let backends = BothBackends::open_cluster(cluster.urls(), Duration::from_millis(500));
+    let r = req("u", &org);
+    let left = |async_: bool| {
+        backends
+            .check(&policy, &r, async_)
+            .map(|d| d.scopes().next().unwrap().decision.remaining())
+    };
+    assert_eq!(left(false), Ok(4));
+    assert_eq!(left(true), Ok(3));
+    let replicated: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(2000)
+        .query(&mut cluster.connection(0))
+        .unwrap();
+    assert_eq!(replicated, 1, "the replica has the state");
+    cluster.kill(0);
+    let start = Instant::now();
+    for (async_, expected) in [(false, 2), (true, 1)] {
+        loop {
+            match left(async_) {
+                Ok(n) => {
+                    assert_eq!(n, expected, "async {async_}: spent once");
+                    break;
+                }
+                Err(e) => {
+                    assert!(e.is_fault(), "async {async_}: {e:?}");
+                    let waited = start.elapsed();
+                    assert!(waited < Duration::from_secs(30), "after {waited:?}: {e:?}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+    let role: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut cluster.connection(replica))
+        .unwrap();
+    assert!(role.lines().any(|l| l.trim() == "role:master"), "{role}");
+}

@@ -25,8 +25,12 @@ const FORM_WITHIN: Duration = Duration::from_secs(20);
 
 pub struct RedisCluster {
     children: Vec<Child>,
-    /// The client port of each node, in the order of [`SLOT_RANGES`].
+    /// The client port of each node, in the order of [`SLOT_RANGES`] (replicas added
+    /// later follow).
     pub ports: Vec<u16>,
+    /// The cluster-bus port of each node.
+    buses: Vec<u16>,
+    binary: PathBuf,
     dir: PathBuf,
 }
 
@@ -71,6 +75,8 @@ impl RedisCluster {
         let mut cluster = RedisCluster {
             children: Vec::new(),
             ports: Vec::new(),
+            buses: Vec::new(),
+            binary: binary.to_owned(),
             dir,
         };
         // Client and cluster-bus ports, all free now (the bus port is given explicitly,
@@ -78,23 +84,8 @@ impl RedisCluster {
         let ports: Vec<(u16, u16)> = (0..SLOT_RANGES.len())
             .map(|_| (free_port(), free_port()))
             .collect();
-        for (port, bus) in &ports {
-            let child = Command::new(binary)
-                .current_dir(&cluster.dir)
-                .args(["--port", &port.to_string()])
-                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .args(["--dir", &cluster.dir.to_string_lossy()])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-                .args(["--cluster-node-timeout", "2000"])
-                .args(["--cluster-port", &bus.to_string()])
-                .args(["--cluster-announce-ip", "127.0.0.1"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start redis-server");
-            cluster.children.push(child);
-            cluster.ports.push(*port);
+        for &(port, bus) in &ports {
+            cluster.spawn_node(port, bus);
         }
         let start = Instant::now();
         let mut cons: Vec<redis::Connection> = Vec::new();
@@ -157,6 +148,87 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(cluster)
+    }
+
+    /// Starts a cluster-mode `redis-server` on `port` (bus `bus`) as the next node.
+    fn spawn_node(&mut self, port: u16, bus: u16) {
+        let child = Command::new(&self.binary)
+            .current_dir(&self.dir)
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--dir", &self.dir.to_string_lossy()])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+            .args(["--cluster-node-timeout", "2000"])
+            .args(["--cluster-port", &bus.to_string()])
+            .args(["--cluster-announce-ip", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.children.push(child);
+        self.ports.push(port);
+        self.buses.push(bus);
+    }
+
+    /// Adds a node that replicates master `of`, once its copy is in sync; returns its
+    /// index. When `of` dies, the cluster promotes it after the node timeout (2 s).
+    pub fn add_replica(&mut self, of: usize) -> usize {
+        let start = Instant::now();
+        let (port, bus) = (free_port(), free_port());
+        self.spawn_node(port, bus);
+        let i = self.ports.len() - 1;
+        let mut con = loop {
+            if let Some(con) = connect(port) {
+                break con;
+            }
+            assert!(start.elapsed() < FORM_WITHIN, "the replica did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        redis::cmd("CLUSTER")
+            .arg("MEET")
+            .arg("127.0.0.1")
+            .arg(self.ports[of])
+            .arg(self.buses[of])
+            .query::<()>(&mut con)
+            .expect("CLUSTER MEET");
+        let master = self.node_id(of);
+        // the master must be known before the node can replicate it
+        loop {
+            let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut con).unwrap();
+            if nodes.contains(&master)
+                && redis::cmd("CLUSTER")
+                    .arg("REPLICATE")
+                    .arg(&master)
+                    .query::<()>(&mut con)
+                    .is_ok()
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < FORM_WITHIN,
+                "the replica never met its master"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut con)
+                .unwrap();
+            if info.lines().any(|l| l.trim() == "master_link_status:up") {
+                break;
+            }
+            assert!(start.elapsed() < FORM_WITHIN, "the replica never synced");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        i
+    }
+
+    /// Kills node `i` (SIGKILL): it is gone for good.
+    pub fn kill(&mut self, i: usize) {
+        let _ = self.children[i].kill();
+        let _ = self.children[i].wait();
     }
 
     /// The seed URLs of every node.
