@@ -102,7 +102,7 @@ impl<Req: 'static> Scope<Req> {
             Keyed {
                 limiter: KeyedLimiter::<K, A>::new(alg),
                 key: ByValue(key),
-                types: PhantomData::<fn() -> (K, Box<K>)>,
+                types: PhantomData::<fn() -> Box<K>>,
             },
         )
     }
@@ -121,7 +121,7 @@ impl<Req: 'static> Scope<Req> {
             Keyed {
                 limiter: KeyedLimiter::<K, A>::new(alg),
                 key: ByRef(key),
-                types: PhantomData::<fn() -> (K, Box<Q>)>,
+                types: PhantomData,
             },
         )
     }
@@ -318,14 +318,13 @@ where
 
 /// A scope over a [`KeyedLimiter`] it owns, which the walk calls directly (no decision
 /// passes through the limiter's [`Limiter`] interface).
-struct Keyed<K, A: Algorithm, G, T> {
+struct Keyed<K, Q: ?Sized, A: Algorithm, G> {
     limiter: KeyedLimiter<K, A>,
     key: G,
-    /// `fn() -> (K, Box<Q>)`: the key types, with no bound on `Req`'s thread-safety.
-    types: PhantomData<T>,
+    types: PhantomData<fn() -> Box<Q>>,
 }
 
-impl<Req, K, Q, A, G> Run<Req> for Keyed<K, A, G, fn() -> (K, Box<Q>)>
+impl<Req, K, Q, A, G> Run<Req> for Keyed<K, Q, A, G>
 where
     K: Hash + Eq + Borrow<Q> + Send + Sync + 'static,
     Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
