@@ -5,7 +5,10 @@
 //! 5 keyed, 100 000 keys · 6 keyed, 1 000 000 keys, Zipf(1.1) · 7 keyed, 2 threads,
 //! 100 000 keys · 8 three scopes: an atomic `Policy` against three limiters in sequence
 //! (and, for scale, three ratewarden limiters in sequence sharing one clock reading, 8s,
-//! and the same three nested in each other's transactions, atomic without a policy, 8n).
+//! the same three nested in each other's transactions, atomic without a policy, 8n, and
+//! that nesting with a report per scope and statistics counted, 8t). Workloads 4–7 also
+//! time a floor: the least a check over a sharded table behind `parking_lot` mutexes can
+//! do.
 //! 1c and 2c repeat 1 and 2 with ratewarden's opt-in coarse clock (`Clock::coarse`),
 //! beside governor's default clock and governor's own coarse `QuantaUpkeepClock`.
 //! ratewarden's algorithms alone are in `benches/algorithms.rs`.
@@ -199,6 +202,7 @@ fn keyed() -> Vec<Workload> {
 
     let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
     let gov = RateLimiter::keyed(quota);
+    let floor = Floor::new();
     out.push(Workload {
         name: "4_keyed_hot_key",
         contenders: vec![
@@ -214,6 +218,12 @@ fn keyed() -> Vec<Workload> {
                     black_box(gov.check_key(&7).is_ok());
                 }),
             ),
+            (
+                "floor_parking_lot_table",
+                timed(move || {
+                    black_box(floor.check(7));
+                }),
+            ),
         ],
     });
 
@@ -223,6 +233,8 @@ fn keyed() -> Vec<Workload> {
     ] {
         let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
         let gov = RateLimiter::keyed(quota);
+        let floor = Floor::new();
+        let mut floor_next = owned_cycle(draws.clone());
         let (mut rw_next, mut gov_next) = (owned_cycle(draws.clone()), owned_cycle(draws));
         out.push(Workload {
             name,
@@ -239,6 +251,12 @@ fn keyed() -> Vec<Workload> {
                         black_box(gov.check_key(&gov_next()).is_ok());
                     }),
                 ),
+                (
+                    "floor_parking_lot_table",
+                    timed(move || {
+                        black_box(floor.check(floor_next()));
+                    }),
+                ),
             ],
         });
     }
@@ -247,6 +265,8 @@ fn keyed() -> Vec<Workload> {
     let rw: KeyedLimiter<u64> = KeyedLimiter::new(Gcra::new(rate));
     let gov = RateLimiter::keyed(quota);
     let gov_keys = many.clone();
+    let floor = Floor::new();
+    let floor_keys = many.clone();
     out.push(Workload {
         name: "7_keyed_2_threads_100k",
         contenders: vec![
@@ -270,9 +290,64 @@ fn keyed() -> Vec<Workload> {
                     })
                 }),
             ),
+            (
+                "floor_parking_lot_table",
+                Box::new(move |n| {
+                    two_threads(n, |n, t| {
+                        let mut next = cycle(&floor_keys[t * 25_000..t * 25_000 + 75_000]);
+                        (0..n).for_each(|_| {
+                            black_box(floor.check(*next()));
+                        })
+                    })
+                }),
+            ),
         ],
     });
     out
+}
+
+/// The least a keyed check over a sharded hash table behind `parking_lot` mutexes can
+/// do: one clock reading, one hash, one shard lock, one probe, one 8-byte update (a
+/// GCRA-like theoretical arrival time), one unlock. No capacity check, decision,
+/// eviction or live parameters: the floor of the store layout ratewarden used before its
+/// shard lock (`src/shard_lock.rs`), which a check now goes below.
+struct Floor {
+    shards: Box<[Padded]>,
+    hasher: ahash::RandomState,
+    clock: quanta::Clock,
+}
+
+#[repr(align(128))]
+struct Padded(parking_lot::Mutex<hashbrown::HashTable<(u64, u64)>>);
+
+impl Floor {
+    fn new() -> Floor {
+        Floor {
+            shards: (0..64)
+                .map(|_| Padded(parking_lot::Mutex::new(hashbrown::HashTable::new())))
+                .collect(),
+            hasher: ahash::RandomState::new(),
+            clock: quanta::Clock::new(),
+        }
+    }
+
+    /// Allowed if the key's arrival time is not more than a second ahead of now.
+    #[inline]
+    fn check(&self, key: u64) -> bool {
+        let now = self.clock.raw();
+        let hash = self.hasher.hash_one(key);
+        let mut table = self.shards[(hash >> 40) as usize & 63].0.lock();
+        let entry = table
+            .entry(hash, |e| e.0 == key, |e| self.hasher.hash_one(e.0))
+            .or_insert((key, now))
+            .into_mut();
+        let tat = entry.1.max(now) + 1;
+        let allowed = tat <= now + 1_000_000_000;
+        if allowed {
+            entry.1 = tat;
+        }
+        allowed
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -322,6 +397,15 @@ fn three_scopes() -> Vec<Workload> {
     let [na, no, nv] = three();
     let nested_clock = Clock::new();
     let mut nested_next = walk(&reqs);
+    // The same, doing what a policy whose scopes' types were known at compile time would
+    // still do: a report per scope, and statistics (a count per outcome, per scope and
+    // near the limit) in counters this thread alone writes.
+    let [ta, to, tv] = three();
+    let typed_clock = Clock::new();
+    let mut typed_next = walk(&reqs);
+    let counts: Vec<std::sync::atomic::AtomicU64> = (0..16)
+        .map(|_| std::sync::atomic::AtomicU64::new(0))
+        .collect();
     let (ga, go, gv) = (
         RateLimiter::keyed(quota),
         RateLimiter::keyed(quota),
@@ -375,6 +459,42 @@ fn three_scopes() -> Vec<Workload> {
                         allowed
                     });
                     black_box(allowed);
+                }),
+            ),
+            (
+                "ratewarden_nested_reports_counts",
+                timed(move || {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    let (r, now) = (typed_next(), typed_clock.now());
+                    let mut allowed = true;
+                    let mut reports = [None::<ratewarden::Decision>; 3];
+                    let _ = ta.transact(&r.key, 1, now, None, &mut |a| {
+                        allowed &= a.is_allowed();
+                        let _ = to.transact(&r.org, 1, now, None, &mut |o| {
+                            allowed &= o.is_allowed();
+                            let _ = tv.transact(&r.video, 1, now, None, &mut |v| {
+                                allowed &= v.is_allowed();
+                                reports[2] = Some(*v);
+                                allowed
+                            });
+                            reports[1] = Some(*o);
+                            allowed
+                        });
+                        reports[0] = Some(*a);
+                        allowed
+                    });
+                    let bump =
+                        |c: &std::sync::atomic::AtomicU64| c.store(c.load(Relaxed) + 1, Relaxed);
+                    bump(&counts[usize::from(!allowed)]);
+                    for (i, d) in reports.iter().enumerate() {
+                        if let Some(d) = d {
+                            bump(&counts[2 + 4 * i + usize::from(d.is_denied())]);
+                            if d.used_at_least_percent(80) {
+                                bump(&counts[2 + 4 * i + 3]);
+                            }
+                        }
+                    }
+                    black_box((allowed, &reports));
                 }),
             ),
         ],

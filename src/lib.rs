@@ -88,7 +88,7 @@
 //! denial. Invalid quotas are rejected at construction with a [`RateError`]. Time that
 //! appears to go backwards counts as no time passing.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -112,6 +112,8 @@ mod policy;
 mod rate;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[allow(unsafe_code)]
+mod shard_lock;
 #[cfg(feature = "serde")]
 pub mod snapshot;
 mod store;

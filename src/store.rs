@@ -2,12 +2,14 @@
 //!
 //! - **Sharding.** Keys hash once (ahash, with per-process random keys, so an attacker
 //!   cannot choose keys that collide) and the hash picks both the shard and the slot.
-//!   Each shard is a `parking_lot::Mutex` over a `hashbrown` table, padded to its own
-//!   cache lines, and the states sit in the table as plain values. A check is one lock,
-//!   one probe and one unlock: two atomic read-modify-writes, whatever the algorithm (a
-//!   read lock plus a compare-and-swap state would be three, a read lock plus a mutex
-//!   state four). The lock is held for a few dozen nanoseconds, so threads on different
-//!   keys of one shard rarely meet, and with 64 shards two threads rarely share one.
+//!   Each shard is a mutex over a `hashbrown` table, padded to its own cache lines, and
+//!   the states sit in the table as plain values. A check is one lock, one probe and one
+//!   unlock: one atomic read-modify-write, whatever the algorithm, since the shard lock
+//!   ([`shard_lock`](crate::shard_lock)) is released by a plain store (a parking mutex
+//!   would take two, a read lock plus a compare-and-swap state three, a read lock plus a
+//!   mutex state four). The lock is held for a few dozen nanoseconds, so threads on
+//!   different keys of one shard rarely meet, and with 64 shards two threads rarely
+//!   share one; a waiter spins, yields, then sleeps in growing pauses.
 //!   A [`Policy`](crate::Policy) holds one shard per scope while it decides the later
 //!   scopes; it takes them in declaration order, and each scope owns its limiter, so
 //!   checks may wait for each other but never in a cycle.
@@ -51,9 +53,9 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use hashbrown::HashTable;
-use parking_lot::Mutex;
 
 use crate::algorithm::Algorithm;
+use crate::shard_lock::Mutex;
 use crate::{CheckError, Nanos};
 
 /// What a keyed limiter does with a new key when it already tracks `max_keys` keys.
@@ -81,15 +83,27 @@ struct Entry<K, S> {
 /// under one lock.
 ///
 /// In this order (`repr(C)`), so that what every check writes — the lock and `ops` —
-/// shares the shard's first cache line with the table's header, and the parameters
-/// after them are only read: a check on another core moves one line, not two.
+/// has the shard's first cache line to itself, and what a check only reads — the
+/// table's header and the parameters ([`Keys`]) — starts a line pair further on: a
+/// check on another core takes over the written line and finds the other still in its
+/// own cache (a header sharing the written line would travel with it on every check).
+/// A unit test pins the offsets.
 #[repr(C)]
 struct Table<K, A: Algorithm> {
-    entries: HashTable<Entry<K, A::State>>,
     /// Operations since the last sweep.
     ops: usize,
     /// When the last sweep ran.
     swept_at: Nanos,
+    /// Fills the rest of the shard's first two lines (the lock word and its padding
+    /// take the first 8 bytes).
+    _gap: [u64; 13],
+    keys: Keys<K, A>,
+}
+
+/// What a check reads; only inserts, sweeps and limit changes write it.
+#[repr(C)]
+struct Keys<K, A: Algorithm> {
+    entries: HashTable<Entry<K, A::State>>,
     alg: A,
 }
 
@@ -151,10 +165,13 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
             shards: (0..shards)
                 .map(|_| {
                     Shard(Mutex::new(Table {
-                        entries: HashTable::new(),
-                        alg: alg.clone(),
                         ops: 0,
                         swept_at: 0,
+                        _gap: [0; 13],
+                        keys: Keys {
+                            entries: HashTable::new(),
+                            alg: alg.clone(),
+                        },
                     }))
                 })
                 .collect(),
@@ -170,7 +187,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     pub(crate) fn shard_lens(&self) -> Vec<usize> {
         self.shards
             .iter()
-            .map(|s| s.0.lock().entries.len())
+            .map(|s| s.0.lock().keys.entries.len())
             .collect()
     }
 
@@ -197,7 +214,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     {
         let (hash, shard) = self.locate(key);
         let mut table = shard.lock();
-        let Table { entries, alg, .. } = &mut *table;
+        let Keys { entries, alg } = &mut table.keys;
         let entry = entries.find_mut(hash, |e| e.key.borrow() == key);
         f(alg, entry.map(|e| &mut e.state))
     }
@@ -222,7 +239,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     {
         let (hash, shard) = self.locate(key);
         let mut table = shard.lock();
-        let Table { entries, alg, .. } = &mut *table;
+        let Keys { entries, alg } = &mut table.keys;
         // One call of `f` on the hot path, so that it is inlined here.
         let Some(entry) = entries.find_mut(hash, |e| e.key.borrow() == key) else {
             return self.with_new_state(hash, &mut table, key, now, admit, f);
@@ -250,14 +267,14 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        admit(&table.alg)?;
+        admit(&table.keys.alg)?;
         if !self.reserve_slot(table, now) {
             return match self.on_full {
                 OnFull::Reject => Err(CheckError::KeyCapReached {
                     max_keys: self.max_keys,
                 }),
                 OnFull::AllowUntracked => {
-                    f(&table.alg, &mut table.alg.fresh()).map(|(result, _)| result)
+                    f(&table.keys.alg, &mut table.keys.alg.fresh()).map(|(result, _)| result)
                 }
             };
         }
@@ -268,10 +285,11 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         // Owned before anything is decided: a policy's later scopes commit inside `f`,
         // so nothing that can fail may come after it.
         let key = key.to_owned();
-        let mut state = table.alg.fresh();
-        let (result, consumed) = f(&table.alg, &mut state)?;
+        let mut state = table.keys.alg.fresh();
+        let (result, consumed) = f(&table.keys.alg, &mut state)?;
         if consumed {
             table
+                .keys
                 .entries
                 .insert_unique(hash, Entry { key, state }, |e| self.hasher.hash_one(&e.key));
             std::mem::forget(slot);
@@ -285,7 +303,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     pub(crate) fn set_algorithm(&self, next: &A, now: Nanos) {
         for shard in self.shards.iter() {
             let mut table = shard.0.lock();
-            let Table { entries, alg, .. } = &mut *table;
+            let Keys { entries, alg } = &mut table.keys;
             for entry in entries.iter_mut() {
                 alg.carry_over(next, &mut entry.state, now);
             }
@@ -301,7 +319,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
             return true;
         }
         table.ops += 1;
-        if table.ops <= table.entries.len() / 2 {
+        if table.ops <= table.keys.entries.len() / 2 {
             return false;
         }
         table.ops = 0;
@@ -315,8 +333,8 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     pub(crate) fn for_each(&self, mut f: impl FnMut(&A, &K, &A::State)) {
         for shard in self.shards.iter() {
             let table = shard.0.lock();
-            for entry in table.entries.iter() {
-                f(&table.alg, &entry.key, &entry.state);
+            for entry in table.keys.entries.iter() {
+                f(&table.keys.alg, &entry.key, &entry.state);
             }
         }
     }
@@ -326,7 +344,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     pub(crate) fn contains(&self, key: &K) -> bool {
         let (hash, shard) = self.locate(key);
         let table = shard.lock();
-        table.entries.find(hash, |e| e.key == *key).is_some()
+        table.keys.entries.find(hash, |e| e.key == *key).is_some()
     }
 
     /// How many more keys the cap allows.
@@ -342,7 +360,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     pub(crate) fn upsert(&self, key: K, f: impl FnOnce(&A, &mut A::State)) -> bool {
         let (hash, shard) = self.locate(&key);
         let mut table = shard.lock();
-        let Table { entries, alg, .. } = &mut *table;
+        let Keys { entries, alg } = &mut table.keys;
         if let Some(entry) = entries.find_mut(hash, |e| e.key == key) {
             f(alg, &mut entry.state);
             return true;
@@ -373,7 +391,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         }
         let since = now.saturating_sub(table.swept_at);
         if since >= SWEEP_PERIOD_NANOS
-            || (since >= SWEEP_GAP_NANOS && table.ops > table.entries.len() / 2)
+            || (since >= SWEEP_GAP_NANOS && table.ops > table.keys.entries.len() / 2)
         {
             table.ops = 0;
             self.sweep(table, now);
@@ -383,7 +401,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     #[cold]
     fn sweep(&self, table: &mut Table<K, A>, now: Nanos) {
         table.swept_at = table.swept_at.max(now);
-        let Table { entries, alg, .. } = table;
+        let Keys { entries, alg } = &mut table.keys;
         let before = entries.len();
         // Idle as of a grace period ago: keys that come back within it stay, so a key
         // whose quota refills between their own requests is not dropped and re-inserted on
@@ -442,16 +460,23 @@ mod tests {
     }
 
     #[test]
-    fn what_a_check_writes_shares_the_shards_first_cache_line() {
+    fn what_a_check_writes_has_the_shards_first_cache_line_to_itself() {
         fn check<A: Algorithm>(alg: A) {
             let store: Store<u64, A> = Store::new(&alg, 1, usize::MAX, OnFull::Reject);
             let shard = &store.shards[0];
             let lock = offset(shard, &shard.0);
             let table = shard.0.lock();
             let ops = offset(shard, &table.ops);
-            let header = offset(shard, &table.entries);
+            let swept_at = offset(shard, &table.swept_at);
             assert!(lock < 64 && ops + 8 <= 64, "lock at {lock}, ops at {ops}");
-            assert!(header + std::mem::size_of_val(&table.entries) <= 64);
+            assert!(swept_at + 8 <= 64, "swept_at at {swept_at}");
+            // The read-mostly header and parameters start a line pair further on.
+            let header = offset(shard, &table.keys.entries);
+            let params = offset(shard, &table.keys.alg);
+            assert!(
+                header >= 128 && params >= 128,
+                "header {header}, params {params}"
+            );
             assert_eq!(shard as *const Shard<u64, A> as usize % 128, 0);
         }
         check(Gcra::new(Rate::per_second(10).unwrap()));
