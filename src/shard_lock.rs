@@ -1,4 +1,4 @@
-//! The keyed store's shard lock: one flag, taken with a compare-and-swap and released
+//! The keyed store's shard lock: one byte, taken with a compare-and-swap and released
 //! with a plain store.
 //!
 //! A check holds its shard for a few dozen nanoseconds, so a waiter spins briefly
@@ -6,38 +6,59 @@
 //! what this buys: a lock that parks its waiters must learn, as it releases, whether
 //! anyone is parked (parking_lot's mutex does so with a second compare-and-swap), and
 //! on a check that costs a few dozen nanoseconds that second atomic is a large share.
+//!
 //! A waiter that keeps finding the lock taken (its holder was preempted, or is a policy
-//! check deciding its later scopes or running its admission hook) gives up its time
-//! slice, then sleeps for growing pauses, so a long hold costs waiters little CPU.
+//! check deciding its later scopes or running its admission hook) yields, then sleeps.
+//! A sleeper alone could be starved by a holder that releases and retakes the lock back
+//! to back while each hold lasts longer than the sleeper's wake-up takes to notice, so
+//! after two sleeps a waiter claims the next turn: it sets a hand-off bit, which makes
+//! every other attempt fail until it has taken the lock, and polls for the release
+//! (yielding, then sleeping 50 µs at a time). A release keeps the bit; a claim that a
+//! release overwrites is made again on the next poll, so it delays the claimant at
+//! worst and never lets two threads in.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use parking_lot::lock_api::{self, RawMutex as _};
+use parking_lot::lock_api;
 
 /// A mutex over a shard's table, guarded by [`RawShardLock`].
 pub(crate) type Mutex<T> = lock_api::Mutex<RawShardLock, T>;
 
-/// Spins before yielding, and yields before sleeping.
+/// Held.
+const LOCKED: u8 = 1;
+/// A waiter that has slept in vain claims the next turn: only it may take the lock.
+const HANDOFF: u8 = 2;
+
+/// Rounds a new waiter spins, then yields, before it sleeps.
 const SPINS: u32 = 16;
 const YIELDS: u32 = 4;
-/// The longest pause between two attempts of a waiter that sleeps.
+/// Sleeps after which a waiter claims the next turn.
+const SLEEPS_BEFORE_CLAIM: u32 = 2;
+/// The longest pause of a waiter that has not claimed the next turn.
 const LONGEST_SLEEP: Duration = Duration::from_millis(1);
+/// A claimant yields this many times, then polls every [`CLAIMANT_SLEEP`].
+const CLAIMANT_YIELDS: u32 = 64;
+const CLAIMANT_SLEEP: Duration = Duration::from_micros(50);
 
-/// The flag behind [`Mutex`]: `true` while held.
+/// The byte behind [`Mutex`]: [`LOCKED`] while held, [`HANDOFF`] while a starved waiter
+/// claims the next turn.
 pub(crate) struct RawShardLock {
-    locked: AtomicBool,
+    state: AtomicU8,
 }
 
-// SAFETY: `lock` and `try_lock` return holding the lock only after this thread changed
-// `locked` from `false` to `true` with an acquiring compare-and-swap, which succeeds for
-// one thread at a time; `unlock` is called only by the holder (the trait's contract)
-// and sets it back with a releasing store. So at most one thread holds the lock, and
-// each holder sees every write its predecessors made while holding it.
+// SAFETY: the lock is held by the one thread whose compare-and-swap set `LOCKED` in a
+// state without it (`try_lock`, or a waiter in `lock_contended`); only that holder
+// clears `LOCKED` (`unlock` is called by the holder alone, the trait's contract), and
+// waiters only ever add `HANDOFF`, which no release or acquisition turns into `LOCKED`.
+// So at most one thread holds the lock. The holder's release is a `Release` store and
+// every acquisition an `Acquire` compare-and-swap reading it (or a later `HANDOFF` added
+// to it, which continues its release sequence), so each holder sees every write its
+// predecessors made while holding it.
 unsafe impl lock_api::RawMutex for RawShardLock {
     #[allow(clippy::declare_interior_mutable_const)]
     const INIT: RawShardLock = RawShardLock {
-        locked: AtomicBool::new(false),
+        state: AtomicU8::new(0),
     };
 
     type GuardMarker = lock_api::GuardSend;
@@ -49,21 +70,25 @@ unsafe impl lock_api::RawMutex for RawShardLock {
         }
     }
 
+    /// Fails while the lock is held, and while a starved waiter claims the next turn.
     #[inline]
     fn try_lock(&self) -> bool {
-        self.locked
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        self.state
+            .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
     #[inline]
     unsafe fn unlock(&self) {
-        self.locked.store(false, Ordering::Release);
+        // Keeps a claim made while the lock was held. A claim landing between the load
+        // and the store is lost, and its waiter makes it again.
+        let state = self.state.load(Ordering::Relaxed);
+        self.state.store(state & HANDOFF, Ordering::Release);
     }
 
     #[inline]
     fn is_locked(&self) -> bool {
-        self.locked.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) & LOCKED != 0
     }
 }
 
@@ -71,22 +96,44 @@ impl RawShardLock {
     #[cold]
     #[inline(never)]
     fn lock_contended(&self) {
-        let mut attempts = 0u32;
+        let mut rounds = 0u32;
+        let mut sleeps = 0u32;
+        let mut claimed = false;
         loop {
-            // Wait for the flag to read free before trying again, so that waiters do not
-            // pull the line away from the holder with failing read-modify-writes.
-            if !self.locked.load(Ordering::Relaxed) && self.try_lock() {
-                return;
+            // Read before trying, so that waiters do not pull the line away from the
+            // holder with failing read-modify-writes.
+            let state = self.state.load(Ordering::Relaxed);
+            if state & LOCKED == 0 {
+                // Free: anyone may take it unless a claimant waits; a claimant takes it
+                // whatever the claims (clearing them: the others claim again).
+                if (claimed || state == 0)
+                    && self
+                        .state
+                        .compare_exchange(state, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return;
+                }
+            } else if claimed && state & HANDOFF == 0 {
+                self.state.fetch_or(HANDOFF, Ordering::Relaxed);
             }
-            attempts = attempts.saturating_add(1);
-            if attempts < SPINS {
+            rounds = rounds.saturating_add(1);
+            if rounds < SPINS {
                 std::hint::spin_loop();
-            } else if attempts < SPINS + YIELDS {
+            } else if rounds < SPINS + YIELDS {
+                std::thread::yield_now();
+            } else if !claimed {
+                let pause = Duration::from_micros(1 << sleeps.min(10));
+                std::thread::sleep(pause.min(LONGEST_SLEEP));
+                sleeps += 1;
+                if sleeps >= SLEEPS_BEFORE_CLAIM {
+                    claimed = true;
+                    rounds = SPINS + YIELDS;
+                }
+            } else if rounds < SPINS + YIELDS + CLAIMANT_YIELDS {
                 std::thread::yield_now();
             } else {
-                let doublings = (attempts - SPINS - YIELDS).min(10);
-                let pause = Duration::from_micros(1 << doublings);
-                std::thread::sleep(pause.min(LONGEST_SLEEP));
+                std::thread::sleep(CLAIMANT_SLEEP);
             }
         }
     }
@@ -143,6 +190,43 @@ mod tests {
             holder.join().unwrap();
         });
         assert_eq!(*shared.lock(), ["holder", "waiter"]);
+        assert!(!shared.is_locked());
+    }
+
+    #[test]
+    fn a_waiter_gets_in_between_long_holds_taken_back_to_back() {
+        // Each hold outlasts a sleeper's wake-up, and the holder retakes the lock at once:
+        // without a hand-off the waiter would find it taken on (almost) every wake-up.
+        let shared = Mutex::new(0u32);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let holding = Barrier::new(2);
+        let waited = std::thread::scope(|s| {
+            s.spawn(|| {
+                // Gives up after a few seconds, so that a starved waiter fails the test
+                // rather than hanging it.
+                let started = std::time::Instant::now();
+                let mut first = true;
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(5) {
+                    let mut guard = shared.lock();
+                    if std::mem::take(&mut first) {
+                        holding.wait();
+                    }
+                    let held = std::time::Instant::now();
+                    while held.elapsed() < Duration::from_micros(200) {
+                        std::hint::spin_loop();
+                    }
+                    *guard += 1;
+                }
+            });
+            holding.wait();
+            let start = std::time::Instant::now();
+            let before = *shared.lock();
+            let waited = start.elapsed();
+            stop.store(true, Ordering::Relaxed);
+            assert!(before >= 1, "the holder's first hold came first");
+            waited
+        });
+        assert!(waited < Duration::from_millis(100), "waited {waited:?}");
         assert!(!shared.is_locked());
     }
 
