@@ -242,4 +242,63 @@ mod tests {
         assert!(!shared.is_locked());
         assert_eq!(*shared.lock(), 2);
     }
+
+    #[test]
+    fn every_thread_gets_in_among_several_holding_back_to_back() {
+        // Four threads hold for 200 µs and retake the lock at once (each one claims the
+        // next turn once it has waited through its sleeps); a probe locks now and then.
+        // Claimants race for each release, so waits are random, but none is shut out.
+        let shared = Mutex::new(0u64);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let busy = |d: Duration| {
+            let t = std::time::Instant::now();
+            while t.elapsed() < d {
+                std::hint::spin_loop();
+            }
+        };
+        let (probe_worst, hot) = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let started = std::time::Instant::now();
+                        let (mut worst, mut holds) = (Duration::ZERO, 0u64);
+                        while !stop.load(Ordering::Relaxed)
+                            && started.elapsed() < Duration::from_secs(10)
+                        {
+                            let t = std::time::Instant::now();
+                            let mut guard = shared.lock();
+                            worst = worst.max(t.elapsed());
+                            busy(Duration::from_micros(200));
+                            *guard += 1;
+                            holds += 1;
+                        }
+                        (worst, holds)
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(50));
+            let mut worst = Duration::ZERO;
+            for _ in 0..40 {
+                let t = std::time::Instant::now();
+                drop(shared.lock());
+                worst = worst.max(t.elapsed());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop.store(true, Ordering::Relaxed);
+            let hot: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            (worst, hot)
+        });
+        assert!(
+            probe_worst < Duration::from_millis(100),
+            "probe waited {probe_worst:?}"
+        );
+        for (worst, holds) in hot {
+            assert!(holds > 0);
+            assert!(
+                worst < Duration::from_millis(200),
+                "waited {worst:?} ({holds} holds)"
+            );
+        }
+        assert!(!shared.is_locked());
+    }
 }
