@@ -109,6 +109,24 @@ impl FixedWindow {
     }
 }
 
+impl FixedWindow {
+    /// The decision, the window `now` falls in, and its count if the request is admitted.
+    #[inline]
+    fn decide_in(&self, state: &FixedWindowState, now: Nanos, cost: u64) -> (Decision, Nanos, u64) {
+        let (n, w) = (self.rate.count(), self.rate.window_nanos());
+        let (start, count) = self.current(state, now);
+        let until_end = start.saturating_add(w) - now.max(start);
+        if count.saturating_add(cost) <= n {
+            let used = count + cost;
+            let reset = if used == 0 { 0 } else { until_end };
+            (Decision::allow(n, n - used, w, reset), start, used)
+        } else {
+            let decision = Decision::deny(n, n.saturating_sub(count), w, until_end, until_end);
+            (decision, start, count)
+        }
+    }
+}
+
 impl Algorithm for FixedWindow {
     fn pack(&self) -> Option<Packed> {
         let anchor = match self.anchor {
@@ -147,17 +165,19 @@ impl Algorithm for FixedWindow {
         FixedWindowState::default()
     }
 
+    #[inline]
     fn decide(&self, state: &mut FixedWindowState, now: Nanos, cost: u64) -> Decision {
-        let (n, w) = (self.rate.count(), self.rate.window_nanos());
-        let (start, count) = self.current(state, now);
-        let until_end = start.saturating_add(w) - now.max(start);
-        if count.saturating_add(cost) <= n {
-            let used = count + cost;
-            let reset = if used == 0 { 0 } else { until_end };
-            Decision::allow(n, n - used, w, reset)
-        } else {
-            Decision::deny(n, n.saturating_sub(count), w, until_end, until_end)
+        self.decide_in(state, now, cost).0
+    }
+
+    /// One look at the window for both: what a check decides, and the count it leaves.
+    #[inline]
+    fn decide_and_commit(&self, state: &mut FixedWindowState, now: Nanos, cost: u64) -> Decision {
+        let (decision, start, used) = self.decide_in(state, now, cost);
+        if decision.is_allowed() && cost > 0 {
+            *state = FixedWindowState { start, count: used };
         }
+        decision
     }
 
     fn commit(&self, state: &mut FixedWindowState, now: Nanos, cost: u64) {
