@@ -33,10 +33,9 @@ const HANDOFF: u8 = 2;
 /// Rounds a new waiter spins, then yields, before it sleeps.
 const SPINS: u32 = 16;
 const YIELDS: u32 = 4;
-/// Sleeps after which a waiter claims the next turn.
+/// Sleeps (of 1 µs, then 2 µs: as long as the system makes them) after which a waiter
+/// claims the next turn.
 const SLEEPS_BEFORE_CLAIM: u32 = 2;
-/// The longest pause of a waiter that has not claimed the next turn.
-const LONGEST_SLEEP: Duration = Duration::from_millis(1);
 /// A claimant yields this many times, then polls every [`CLAIMANT_SLEEP`].
 const CLAIMANT_YIELDS: u32 = 64;
 const CLAIMANT_SLEEP: Duration = Duration::from_micros(50);
@@ -123,8 +122,7 @@ impl RawShardLock {
             } else if rounds < SPINS + YIELDS {
                 std::thread::yield_now();
             } else if !claimed {
-                let pause = Duration::from_micros(1 << sleeps.min(10));
-                std::thread::sleep(pause.min(LONGEST_SLEEP));
+                std::thread::sleep(Duration::from_micros(1 << sleeps.min(10)));
                 sleeps += 1;
                 if sleeps >= SLEEPS_BEFORE_CLAIM {
                     claimed = true;
