@@ -397,9 +397,9 @@ fn three_scopes() -> Vec<Workload> {
     let [na, no, nv] = three();
     let nested_clock = Clock::new();
     let mut nested_next = walk(&reqs);
-    // The same, doing what a policy whose scopes' types were known at compile time would
-    // still do: a report per scope, and statistics (a count per outcome, per scope and
-    // near the limit) in counters this thread alone writes.
+    // The same, also doing what the policy records: a report per scope, and statistics
+    // (a count per outcome, per scope and near the limit) in counters this thread alone
+    // writes.
     let [ta, to, tv] = three();
     let typed_clock = Clock::new();
     let mut typed_next = walk(&reqs);
