@@ -89,7 +89,7 @@ struct Entry<K, S> {
 /// check on another core takes over the written line and finds the other still in its
 /// own cache (a header sharing the written line would travel with it on every check).
 /// A unit test pins the offsets for the crate's algorithms. (An [`Algorithm`] aligned
-/// to more than 8 bytes aligns the whole table, which moves `ops` off the lock's line:
+/// to 64 bytes or more aligns the whole table, which moves `ops` off the lock's line:
 /// still correct, one more line written per check.)
 #[repr(C)]
 struct Table<K, A: Algorithm> {
@@ -425,7 +425,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Clock, Gcra, KeyedLimiter, Rate, SlidingWindow};
+    use crate::{Clock, FixedWindow, Gcra, KeyedLimiter, Rate, SlidingLog, SlidingWindow};
     use std::time::Duration;
 
     #[test]
@@ -486,6 +486,8 @@ mod tests {
             assert_eq!(shard as *const Shard<u64, A> as usize % 128, 0);
         }
         check(Gcra::new(Rate::per_second(10).unwrap()));
+        check(FixedWindow::new(Rate::per_second(10).unwrap()));
         check(SlidingWindow::new(Rate::per_second(10).unwrap()));
+        check(SlidingLog::new(Rate::per_second(10).unwrap()));
     }
 }

@@ -116,13 +116,17 @@ impl FixedWindow {
         let (n, w) = (self.rate.count(), self.rate.window_nanos());
         let (start, count) = self.current(state, now);
         let until_end = start.saturating_add(w) - now.max(start);
-        if count.saturating_add(cost) <= n {
-            let used = count + cost;
-            let reset = if used == 0 { 0 } else { until_end };
-            (Decision::allow(n, n - used, w, reset), start, used)
-        } else {
-            let decision = Decision::deny(n, n.saturating_sub(count), w, until_end, until_end);
-            (decision, start, count)
+        match count.checked_add(cost) {
+            Some(used) if used <= n => {
+                let reset = if used == 0 { 0 } else { until_end };
+                (Decision::allow(n, n - used, w, reset), start, used)
+            }
+            // Beyond the limit (or beyond any count, for parameters no public
+            // constructor makes).
+            _ => {
+                let decision = Decision::deny(n, n.saturating_sub(count), w, until_end, until_end);
+                (decision, start, count)
+            }
         }
     }
 }
@@ -352,5 +356,65 @@ mod tests {
         alg.refund(&mut s, 1, 50);
         assert_eq!(s.count, 0);
         assert!(alg.is_idle(&s, 1));
+    }
+
+    #[test]
+    fn a_fused_check_equals_deciding_then_committing() {
+        // `decide_and_commit` against `decide`, then `commit` if allowed (the trait's
+        // default), on a grid of edge values: both anchors, counts at and beyond the
+        // limit, times before, in and after the window, costs of 0 and beyond the limit,
+        // values near the ends of `u64`.
+        let values = [0, 1, 2, 9, 10, 11, 1_000, u64::MAX - 1, u64::MAX];
+        let mut compared = 0;
+        for n in [1, 10, u64::MAX] {
+            for w in [1, 10, 1_000, u64::MAX] {
+                for anchor in [Anchor::Clock, Anchor::FirstRequest] {
+                    let Some(rate) = Rate::from_parts(n, w) else {
+                        continue;
+                    };
+                    let alg = FixedWindow::new(rate).anchored(anchor);
+                    for start in values {
+                        for count in values {
+                            for now in values {
+                                for cost in values {
+                                    let before = FixedWindowState { start, count };
+                                    let (mut fused, mut split) = (before, before);
+                                    let decided = alg.decide_and_commit(&mut fused, now, cost);
+                                    let expected = alg.decide(&mut split, now, cost);
+                                    if expected.is_allowed() {
+                                        alg.commit(&mut split, now, cost);
+                                    }
+                                    assert_eq!(
+                                        (decided, fused),
+                                        (expected, split),
+                                        "{alg:?} from {before:?} at {now}, cost {cost}"
+                                    );
+                                    compared += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 3 * 4 * 2 * values.len().pow(4));
+    }
+
+    #[test]
+    fn a_count_that_would_pass_u64_max_is_denied_not_wrapped() {
+        // A limit of `u64::MAX` per `u64::MAX` ns, which no public constructor makes
+        // (windows stop at `MAX_WINDOW`, a limit at one per nanosecond), and which the
+        // grid above holds to: the count cannot grow past u64.
+        let alg = FixedWindow::new(Rate::from_parts(u64::MAX, u64::MAX).unwrap());
+        let mut s = FixedWindowState {
+            start: 0,
+            count: u64::MAX - 1,
+        };
+        let d = alg.decide_and_commit(&mut s, 5, 2);
+        assert!(d.is_denied());
+        assert_eq!(d.remaining(), 1);
+        assert_eq!(s.count, u64::MAX - 1);
+        assert!(alg.decide_and_commit(&mut s, 5, 1).is_allowed());
+        assert_eq!(s.count, u64::MAX);
     }
 }
