@@ -236,6 +236,29 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_shuts_out_newcomers_and_outlives_a_release() {
+        use lock_api::RawMutex as _;
+        let raw = RawShardLock::INIT;
+        // A holder, and a waiter that has claimed the next turn.
+        assert!(raw.try_lock());
+        raw.state.fetch_or(HANDOFF, Ordering::Relaxed);
+        // SAFETY: this thread holds the lock (the `try_lock` above).
+        unsafe { raw.unlock() };
+        // Released, the claim kept: free, yet a newcomer cannot take it.
+        assert!(!raw.is_locked());
+        assert_eq!(raw.state.load(Ordering::Relaxed), HANDOFF);
+        assert!(!raw.try_lock());
+        // Once the claimant is in (taking the lock clears the claim), it is as ever.
+        assert!(raw
+            .state
+            .compare_exchange(HANDOFF, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok());
+        // SAFETY: this thread holds the lock (the compare-and-swap above).
+        unsafe { raw.unlock() };
+        assert!(raw.try_lock());
+    }
+
+    #[test]
     fn a_panicking_holder_releases_the_lock() {
         let shared = Mutex::new(1u32);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
