@@ -122,7 +122,7 @@ impl RawShardLock {
             } else if rounds < SPINS + YIELDS {
                 std::thread::yield_now();
             } else if !claimed {
-                std::thread::sleep(Duration::from_micros(1 << sleeps.min(10)));
+                std::thread::sleep(Duration::from_micros(1 << sleeps));
                 sleeps += 1;
                 if sleeps >= SLEEPS_BEFORE_CLAIM {
                     claimed = true;
