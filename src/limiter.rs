@@ -612,7 +612,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         cost: u64,
         now: Nanos,
         limit: Option<u64>,
-        then: &mut dyn FnMut(&Decision) -> bool,
+        mut then: impl FnMut(&Decision) -> bool,
         remains: &mut Option<Decision>,
     ) -> Result<(), CheckError>
     where
@@ -620,7 +620,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         if cost == 0 {
-            *remains = Some(self.transact_peek(key, cost, now, limit, then)?);
+            *remains = Some(self.transact_peek(key, cost, now, limit, &mut then)?);
             return Ok(());
         }
         self.transact_by(key, cost, now, limit, |alg, state| {

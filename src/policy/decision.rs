@@ -56,6 +56,8 @@ impl Entries {
         }
     }
 
+    /// Appends an entry (the Redis policy's reports arrive in order).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     #[inline]
     pub(crate) fn push(&mut self, index: usize, shadow: bool, decision: Decision) {
         let entry = Entry {
@@ -72,23 +74,36 @@ impl Entries {
         }
     }
 
-    /// Appends an entry whose decision is set later by [`set`](Self::set); returns its
-    /// position.
+    /// Appends a place for an entry written later by [`set`](Self::set) (an inline
+    /// place stays empty until then); returns its position.
     #[inline]
-    pub(crate) fn reserve(&mut self, index: usize, shadow: bool) -> usize {
-        self.push(index, shadow, Decision::allow(0, 0, 0, 0));
-        self.count() - 1
+    pub(crate) fn reserve(&mut self) -> usize {
+        if self.len < INLINE {
+            self.len += 1;
+            return self.len - 1;
+        }
+        self.spill.push(Entry {
+            index: 0,
+            shadow: false,
+            decision: Decision::allow(0, 0, 0, 0),
+        });
+        INLINE + self.spill.len() - 1
     }
 
-    /// Sets the decision of the entry at `position` (from [`reserve`](Self::reserve)).
+    /// Writes the entry at `position` (from [`reserve`](Self::reserve)).
     #[inline]
-    pub(crate) fn set(&mut self, position: usize, decision: Decision) {
-        let entry = match position.checked_sub(INLINE) {
-            None => self.inline.get_mut(position).and_then(Option::as_mut),
-            Some(spilled) => self.spill.get_mut(spilled),
-        };
-        if let Some(entry) = entry {
-            entry.decision = decision;
+    pub(crate) fn set(&mut self, position: usize, entry: Entry) {
+        match position.checked_sub(INLINE) {
+            None => {
+                if let Some(slot) = self.inline.get_mut(position) {
+                    *slot = Some(entry);
+                }
+            }
+            Some(spilled) => {
+                if let Some(slot) = self.spill.get_mut(spilled) {
+                    *slot = entry;
+                }
+            }
         }
     }
 
@@ -111,7 +126,7 @@ impl Entries {
     }
 
     pub(crate) fn count(&self) -> usize {
-        self.len + self.spill.len()
+        self.inline[..self.len].iter().flatten().count() + self.spill.len()
     }
 }
 

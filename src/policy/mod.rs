@@ -32,9 +32,10 @@ pub use scope::Scope;
 pub use stats::{PolicyStats, ScopeStats};
 
 pub(crate) use decision::Entries;
+use decision::Entry;
 use stats::Stats;
 
-use crate::{Clock, LimitChangeError, Nanos, Rate};
+use crate::{Clock, Decision, LimitChangeError, Nanos, Rate};
 use scope::Held;
 
 /// Scopes composed so that any denial wins, a denial spends nothing, and the longest
@@ -381,7 +382,7 @@ impl<Req: 'static> Policy<Req> {
 
 /// One policy check in progress: what every scope's step reads. The decision it writes
 /// is passed alongside, so that it can be built where the caller returns it from.
-struct Walk<'p, 'r, 'a, Req> {
+pub(crate) struct Walk<'p, 'r, 'a, Req> {
     policy: &'p Policy<Req>,
     req: &'r Req,
     cost: u64,
@@ -393,61 +394,114 @@ struct Walk<'p, 'r, 'a, Req> {
 }
 
 impl<'p, Req> Walk<'p, '_, '_, Req> {
-    /// Decides scope `i` while holding its state, recursing into the scopes after it;
-    /// `false` once a scope failed (the error is in `self.error`).
+    /// Decides scope `i` and, from inside its transaction, the scopes after it (see
+    /// [`Turn`]); `false` once a scope failed (the error is in `self.error`).
+    #[inline(always)]
     fn step(&mut self, out: &mut PolicyDecision<'p>, i: usize) -> bool {
         let policy = self.policy;
-        let Some(scope) = policy.scopes.get(i) else {
-            // Every scope is decided and held: the last word goes to the caller's hook.
-            if self.commit && out.allowed {
-                if let Some(admit) = self.admit.as_mut() {
-                    out.allowed = admit();
+        match policy.scopes.get(i) {
+            Some(scope) => scope.run.step(scope, self, out, i),
+            None => {
+                // Every scope is decided and held: the last word goes to the caller's hook.
+                if self.commit && out.allowed {
+                    if let Some(admit) = self.admit.as_mut() {
+                        out.allowed = admit();
+                    }
                 }
+                true
             }
-            return true;
-        };
-        let (req, cost, now) = (self.req, self.cost, self.now);
-        let limit = scope.limit.as_ref().and_then(|limit| limit(req));
-        let mut rest = true;
-        let mut at = None;
-        let mut remains = None;
-        let peek = !self.commit;
-        let held = scope.run.transact(
-            req,
-            cost,
-            now,
-            limit,
-            peek,
-            &mut |decision| {
-                if !scope.shadow && decision.is_denied() {
-                    out.allowed = false;
-                }
-                // The report is copied once the later scopes are decided: by then the
-                // limiter's writes of `decision` have landed, and reading them is cheap.
-                let slot = out.entries.reserve(i, scope.shadow);
-                rest = self.step(out, i + 1);
-                out.entries.set(slot, *decision);
-                at = Some(slot);
-                self.commit && rest && out.allowed
-            },
-            &mut remains,
-        );
+        }
+    }
+}
+
+/// Scope `i`'s turn in a walk. Its runner opens the scope's transaction and calls
+/// [`decided`](Self::decided) with the scope's decision while the key's state is held,
+/// which decides the scopes after it; [`finish`](Self::finish) then reports how the
+/// transaction ended. Runners call both, so that the walk's steps compile into each
+/// runner's transaction instead of running behind one more call per scope.
+pub(crate) struct Turn<'w, 'p, 'r, 'a, Req> {
+    walk: &'w mut Walk<'p, 'r, 'a, Req>,
+    out: &'w mut PolicyDecision<'p>,
+    scope: &'p Scope<Req>,
+    i: usize,
+    /// Whether the scopes after this one were decided without failing.
+    rest: bool,
+    /// This scope's report's place, once its decision was seen.
+    at: Option<usize>,
+}
+
+impl<'w, 'p, 'r, 'a, Req> Turn<'w, 'p, 'r, 'a, Req> {
+    #[inline(always)]
+    pub(crate) fn new(
+        scope: &'p Scope<Req>,
+        walk: &'w mut Walk<'p, 'r, 'a, Req>,
+        out: &'w mut PolicyDecision<'p>,
+        i: usize,
+    ) -> Self {
+        Turn {
+            walk,
+            out,
+            scope,
+            i,
+            rest: true,
+            at: None,
+        }
+    }
+
+    /// What the scope's transaction needs: the request, its cost, the time, the
+    /// request's own limit and whether this is a peek.
+    #[inline(always)]
+    pub(crate) fn request(&self) -> (&'r Req, u64, Nanos, Option<u64>, bool) {
+        let walk = &*self.walk;
+        let limit = self.scope.limit.as_ref().and_then(|limit| limit(walk.req));
+        (walk.req, walk.cost, walk.now, limit, !walk.commit)
+    }
+
+    /// The scope decided `decision` and holds its state: decides the scopes after it;
+    /// whether to consume.
+    #[inline(always)]
+    pub(crate) fn decided(&mut self, decision: &Decision) -> bool {
+        if !self.scope.shadow && decision.is_denied() {
+            self.out.allowed = false;
+        }
+        let slot = self.out.entries.reserve();
+        self.rest = self.walk.step(self.out, self.i + 1);
+        // The report is copied once the later scopes are decided: by then the limiter's
+        // writes of `decision` have landed, and reading them is cheap.
+        self.out.entries.set(slot, self.entry(*decision));
+        self.at = Some(slot);
+        self.walk.commit && self.rest && self.out.allowed
+    }
+
+    #[inline(always)]
+    fn entry(&self, decision: Decision) -> Entry {
+        Entry {
+            index: self.i as u32,
+            shadow: self.scope.shadow,
+            decision,
+        }
+    }
+
+    /// The scope's transaction ended with `held`; `remains` is its state as it remains
+    /// if the request was not consumed. Whether the walk goes on.
+    #[inline(always)]
+    pub(crate) fn finish(self, held: Held, remains: Option<Decision>) -> bool {
         match held {
-            Held::Skipped => self.step(out, i + 1),
+            Held::Skipped => self.walk.step(self.out, self.i + 1),
             Held::Decided => {
                 // A denied request spent nothing: its scopes report what really remains.
-                if let (false, Some(slot), Some(remains)) = (out.allowed, at, remains) {
-                    out.entries.set(slot, remains);
+                if let (false, Some(slot), Some(remains)) = (self.out.allowed, self.at, remains) {
+                    self.out.entries.set(slot, self.entry(remains));
                 }
-                rest
+                self.rest
             }
             // A shadow scope never fails a request, not even for a cost it cannot hold;
             // if it failed after its continuation ran, the later scopes are decided.
-            Held::Failed(_) if scope.shadow => self.step(out, i + 1),
-            Held::FailedAfter(_) if scope.shadow => rest,
+            Held::Failed(_) if self.scope.shadow => self.walk.step(self.out, self.i + 1),
+            Held::FailedAfter(_) if self.scope.shadow => self.rest,
             Held::Failed(error) | Held::FailedAfter(error) => {
-                self.error = Some(PolicyError {
-                    scope: scope.name.clone(),
+                self.walk.error = Some(PolicyError {
+                    scope: self.scope.name.clone(),
                     error,
                 });
                 false

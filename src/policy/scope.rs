@@ -6,6 +6,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use super::{PolicyDecision, Turn, Walk};
 use crate::algorithm::Algorithm;
 #[cfg(feature = "serde")]
 use crate::snapshot::{LimiterSnapshot, SnapshotError};
@@ -28,20 +29,16 @@ pub(crate) enum Held {
 
 /// What a policy needs from a scope, with the limiter and key types erased.
 pub(crate) trait Run<Req>: Send + Sync {
-    /// [`Limiter::transact`] (for a `peek`, [`Limiter::transact_peek`]: nothing consumed,
-    /// stored or swept) on the request's key; when `then` declines, the state as it
-    /// remains goes to `remains`.
-    #[allow(clippy::too_many_arguments)]
-    fn transact(
+    /// This scope's turn in a policy walk: [`Limiter::transact`] (for a peek,
+    /// [`Limiter::transact_peek`]: nothing consumed, stored or swept) on the request's
+    /// key, calling [`Turn::decided`] with the decision and ending with [`Turn::finish`].
+    fn step<'p>(
         &self,
-        req: &Req,
-        cost: u64,
-        now: Nanos,
-        limit: Option<u64>,
-        peek: bool,
-        then: &mut dyn FnMut(&Decision) -> bool,
-        remains: &mut Option<Decision>,
-    ) -> Held;
+        scope: &'p Scope<Req>,
+        walk: &mut Walk<'p, '_, '_, Req>,
+        out: &mut PolicyDecision<'p>,
+        i: usize,
+    ) -> bool;
     fn refund(&self, req: &Req, cost: u64, now: Nanos);
     fn rate(&self) -> Rate;
     fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError>;
@@ -197,24 +194,22 @@ where
     L: Limiter<K>,
     F: Fn(&Req) -> Option<K> + Send + Sync,
 {
-    #[inline(always)]
-    fn transact(
+    fn step<'p>(
         &self,
-        req: &Req,
-        cost: u64,
-        now: Nanos,
-        limit: Option<u64>,
-        peek: bool,
-        then: &mut dyn FnMut(&Decision) -> bool,
-        remains: &mut Option<Decision>,
-    ) -> Held {
+        scope: &'p Scope<Req>,
+        walk: &mut Walk<'p, '_, '_, Req>,
+        out: &mut PolicyDecision<'p>,
+        i: usize,
+    ) -> bool {
+        let mut turn = Turn::new(scope, walk, out, i);
+        let (req, cost, now, limit, peek) = turn.request();
         let Some(key) = (self.key)(req) else {
-            return Held::Skipped;
+            return turn.finish(Held::Skipped, None);
         };
         let (mut ran, mut declined) = (false, false);
         let mut watched = |decision: &Decision| {
             ran = true;
-            let go = then(decision);
+            let go = turn.decided(decision);
             declined = !go;
             go
         };
@@ -224,25 +219,19 @@ where
                 .transact_peek(&key, cost, now, limit, &mut watched),
             false => self.limiter.transact(&key, cost, now, limit, &mut watched),
         };
-        match outcome {
+        let (held, remains) = match outcome {
             // A limiter that answered without calling its continuation breaks the
             // contract of `transact`, but the scopes after it still decide: now, with
             // this scope's state no longer held.
             Ok(decision) if !ran => {
-                if !then(&decision) {
-                    *remains = Some(decision);
-                }
-                Held::Decided
+                let go = turn.decided(&decision);
+                (Held::Decided, (!go).then_some(decision))
             }
-            Ok(decision) => {
-                if declined {
-                    *remains = Some(decision);
-                }
-                Held::Decided
-            }
-            Err(error) if ran => Held::FailedAfter(error),
-            Err(error) => Held::Failed(error),
-        }
+            Ok(decision) => (Held::Decided, declined.then_some(decision)),
+            Err(error) if ran => (Held::FailedAfter(error), None),
+            Err(error) => (Held::Failed(error), None),
+        };
+        turn.finish(held, remains)
     }
 
     fn refund(&self, req: &Req, cost: u64, now: Nanos) {
@@ -331,31 +320,32 @@ where
     A: Algorithm,
     G: KeyOf<Req, Q>,
 {
-    #[inline(always)]
-    fn transact(
+    fn step<'p>(
         &self,
-        req: &Req,
-        cost: u64,
-        now: Nanos,
-        limit: Option<u64>,
-        peek: bool,
-        then: &mut dyn FnMut(&Decision) -> bool,
-        remains: &mut Option<Decision>,
-    ) -> Held {
+        scope: &'p Scope<Req>,
+        walk: &mut Walk<'p, '_, '_, Req>,
+        out: &mut PolicyDecision<'p>,
+        i: usize,
+    ) -> bool {
+        let mut turn = Turn::new(scope, walk, out, i);
+        let (req, cost, now, limit, peek) = turn.request();
+        let mut remains = None;
         let outcome = self.key.with_key(req, |key| match peek {
             true => self
                 .limiter
-                .transact_peek(key, cost, now, limit, then)
-                .map(|left| *remains = Some(left)),
-            false => self
-                .limiter
-                .transact_into(key, cost, now, limit, then, remains),
+                .transact_peek(key, cost, now, limit, &mut |d| turn.decided(d))
+                .map(|left| remains = Some(left)),
+            false => {
+                self.limiter
+                    .transact_into(key, cost, now, limit, |d| turn.decided(d), &mut remains)
+            }
         });
-        match outcome {
+        let held = match outcome {
             None => Held::Skipped,
             Some(Ok(())) => Held::Decided,
             Some(Err(error)) => Held::Failed(error),
-        }
+        };
+        turn.finish(held, remains)
     }
 
     fn refund(&self, req: &Req, cost: u64, now: Nanos) {
