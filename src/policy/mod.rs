@@ -350,6 +350,7 @@ impl<Req: 'static> Policy<Req> {
         Ok(decision)
     }
 
+    #[inline(always)]
     fn walk<'p>(
         &'p self,
         decision: &mut PolicyDecision<'p>,

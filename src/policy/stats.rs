@@ -110,6 +110,7 @@ impl Stats {
             .sum()
     }
 
+    #[inline]
     pub(crate) fn record(&self, policy: &str, decision: &PolicyDecision<'_>) {
         let stripe = stripe();
         let first = stripe * self.lines_per_stripe;
