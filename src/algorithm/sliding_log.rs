@@ -78,6 +78,7 @@ impl SlidingLogState {
         )
     }
 
+    #[cfg(feature = "serde")]
     fn sum(&self) -> u64 {
         self.entries
             .back()
