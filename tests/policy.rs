@@ -768,3 +768,98 @@ fn an_enforcing_scope_failing_after_its_continuation_fails_the_check_once() {
     // The later scope decided (and committed) inside the continuation, once.
     assert_eq!(hourly_left(&policy), 9);
 }
+
+/// Decides through the keyed limiter, catching a panic from inside the continuation
+/// (against the contract of `transact`).
+fn catching(
+    l: &KeyedLimiter<u32, FixedWindow>,
+    k: &u32,
+    cost: u64,
+    now: u64,
+    limit: Option<u64>,
+    then: &mut dyn FnMut(&Decision) -> bool,
+) -> std::thread::Result<Result<Decision, CheckError>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        l.transact(k, cost, now, limit, then)
+    }))
+}
+
+/// Reports a caught panic as an error.
+const CATCHES_PANICS: Transact = |l, k, cost, now, limit, then| {
+    catching(l, k, cost, now, limit, then).unwrap_or(Err(CheckError::KeyCapReached { max_keys: 0 }))
+};
+
+/// Answers a caught panic with a peek, as if nothing had happened.
+const SWALLOWS_PANICS: Transact = |l, k, cost, now, limit, then| {
+    catching(l, k, cost, now, limit, then).unwrap_or_else(|_| l.peek_at(k, cost, now))
+};
+
+/// `before` enforcing scopes of 10 an hour, a shadow scope whose limiter bends
+/// `transact` as `bend`, an hourly scope of 10 an hour, then a scope whose key
+/// extractor panics for key 13.
+fn around_a_panic(before: usize, bend: Transact) -> Policy<u32> {
+    let (clock, _mock) = Clock::mock();
+    let mut builder = Policy::builder().clock(clock);
+    for i in 0..before {
+        builder = builder.scope(Scope::keyed(
+            &format!("s{i}"),
+            FixedWindow::new(rate("10/hour")),
+            |k: &u32| Some(*k),
+        ));
+    }
+    let bent = Bent(KeyedLimiter::new(FixedWindow::new(rate("10/hour"))), bend);
+    builder
+        .scope(Scope::with_limiter("bent", bent, |k: &u32| Some(*k)).shadow())
+        .scope(Scope::keyed(
+            "hourly",
+            FixedWindow::new(rate("10/hour")),
+            |_: &u32| Some(()),
+        ))
+        .scope(Scope::keyed(
+            "boom",
+            FixedWindow::new(rate("10/hour")),
+            |k: &u32| {
+                assert_ne!(*k, 13, "the key extractor panics");
+                Some(*k)
+            },
+        ))
+        .build()
+}
+
+#[test]
+fn a_limiter_that_catches_a_later_scopes_panic_fails_the_check() {
+    for before in [0, 2, 8, 9] {
+        for bend in [CATCHES_PANICS, SWALLOWS_PANICS] {
+            let policy = around_a_panic(before, bend);
+            let err = policy.check(&13, 1).unwrap_err();
+            assert_eq!(&*err.scope, "bent", "{before} scopes before");
+            assert_eq!(err.error, CheckError::Interrupted);
+            let stats = policy.stats();
+            assert_eq!((stats.allowed, stats.denied), (0, 0), "nothing decided");
+            // Nothing was charged in the scopes the panic unwound through.
+            let d = policy.check(&7, 1).unwrap();
+            assert!(d.is_allowed());
+            assert_eq!(d.scope_count(), before + 3, "every scope reports, once");
+            let left: Vec<u64> = d.scopes().map(|s| s.decision.remaining()).collect();
+            assert!(left.iter().all(|&n| n == 9), "{left:?}");
+            let indexes: Vec<usize> = d.scopes().map(|s| s.index).collect();
+            assert_eq!(indexes, (0..before + 3).collect::<Vec<_>>());
+        }
+    }
+}
+
+#[test]
+fn a_limiter_that_catches_an_admissions_panic_fails_the_check() {
+    let policy = bent_then_hourly(CATCHES_PANICS, true, "10/hour");
+    let err = policy
+        .check_with(&7, 1, || -> Result<(), ()> {
+            panic!("the admission panics")
+        })
+        .unwrap_err();
+    assert_eq!(&*err.scope, "bent");
+    assert_eq!(err.error, CheckError::Interrupted);
+    assert_eq!(hourly_left(&policy), 10, "nothing charged");
+    let admitted = policy.check_with(&7, 1, || Ok::<_, ()>(())).unwrap();
+    assert!(admitted.decision.is_allowed());
+    assert_eq!(hourly_left(&policy), 9);
+}

@@ -38,12 +38,13 @@ pub(crate) struct Entry {
 }
 
 /// Per-scope reports: inline for the first eight (no allocation), then in `spill`.
-/// Empty slots are `None`, so that a new list writes a tag per slot, not a report.
+/// A place is `None` until its report is written, so that a new list writes a tag per
+/// place, not a report, and a place never written (its walk failed) reports nothing.
 #[derive(Debug, Clone)]
 pub(crate) struct Entries {
     len: usize,
     inline: [Option<Entry>; INLINE],
-    spill: Vec<Entry>,
+    spill: Vec<Option<Entry>>,
 }
 
 impl Entries {
@@ -60,50 +61,38 @@ impl Entries {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     #[inline]
     pub(crate) fn push(&mut self, index: usize, shadow: bool, decision: Decision) {
-        let entry = Entry {
-            index: index as u32,
-            shadow,
-            decision,
-        };
-        match self.inline.get_mut(self.len) {
-            Some(slot) => {
-                *slot = Some(entry);
-                self.len += 1;
-            }
-            None => self.spill.push(entry),
-        }
+        let position = self.reserve();
+        self.set(
+            position,
+            Entry {
+                index: index as u32,
+                shadow,
+                decision,
+            },
+        );
     }
 
-    /// Appends a place for an entry written later by [`set`](Self::set) (an inline
-    /// place stays empty until then); returns its position.
+    /// Appends an empty place for an entry written later by [`set`](Self::set);
+    /// returns its position.
     #[inline]
     pub(crate) fn reserve(&mut self) -> usize {
         if self.len < INLINE {
             self.len += 1;
             return self.len - 1;
         }
-        self.spill.push(Entry {
-            index: 0,
-            shadow: false,
-            decision: Decision::allow(0, 0, 0, 0),
-        });
+        self.spill.push(None);
         INLINE + self.spill.len() - 1
     }
 
     /// Writes the entry at `position` (from [`reserve`](Self::reserve)).
     #[inline]
     pub(crate) fn set(&mut self, position: usize, entry: Entry) {
-        match position.checked_sub(INLINE) {
-            None => {
-                if let Some(slot) = self.inline.get_mut(position) {
-                    *slot = Some(entry);
-                }
-            }
-            Some(spilled) => {
-                if let Some(slot) = self.spill.get_mut(spilled) {
-                    *slot = entry;
-                }
-            }
+        let place = match position.checked_sub(INLINE) {
+            None => self.inline.get_mut(position),
+            Some(spilled) => self.spill.get_mut(spilled),
+        };
+        if let Some(place) = place {
+            *place = Some(entry);
         }
     }
 
@@ -113,7 +102,7 @@ impl Entries {
         for entry in self.inline[..self.len].iter().flatten() {
             f(entry);
         }
-        for entry in &self.spill {
+        for entry in self.spill.iter().flatten() {
             f(entry);
         }
     }
@@ -121,12 +110,12 @@ impl Entries {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
         self.inline[..self.len]
             .iter()
-            .flatten()
             .chain(self.spill.iter())
+            .flatten()
     }
 
     pub(crate) fn count(&self) -> usize {
-        self.inline[..self.len].iter().flatten().count() + self.spill.len()
+        self.iter().count()
     }
 }
 

@@ -35,7 +35,7 @@ pub(crate) use decision::Entries;
 use decision::Entry;
 use stats::Stats;
 
-use crate::{Clock, Decision, LimitChangeError, Nanos, Rate};
+use crate::{CheckError, Clock, Decision, LimitChangeError, Nanos, Rate};
 use scope::Held;
 
 /// Scopes composed so that any denial wins, a denial spends nothing, and the longest
@@ -415,11 +415,13 @@ impl<'p, Req> Walk<'p, '_, '_, Req> {
     }
 }
 
-/// Scope `i`'s turn in a walk. Its runner opens the scope's transaction and calls
-/// [`decided`](Self::decided) with the scope's decision while the key's state is held,
-/// which decides the scopes after it; [`finish`](Self::finish) then reports how the
-/// transaction ended. Runners call both, so that the walk's steps compile into each
-/// runner's transaction instead of running behind one more call per scope.
+/// Scope `i`'s turn in a walk. Its runner (behind the scope's `dyn Run`) opens the
+/// scope's transaction with a continuation that calls [`decided`](Self::decided) with
+/// the scope's decision — normally while the key's state is held — which decides the
+/// scopes after it; [`finish`](Self::finish) then says how the transaction ended
+/// (skipped and failed scopes go straight there). The walk's step is generic code each
+/// runner compiles into its own transaction, so a scope costs one virtual call, not a
+/// step, an erased continuation and the runner's transaction each.
 pub(crate) struct Turn<'w, 'p, 'r, 'a, Req> {
     walk: &'w mut Walk<'p, 'r, 'a, Req>,
     out: &'w mut PolicyDecision<'p>,
@@ -458,8 +460,9 @@ impl<'w, 'p, 'r, 'a, Req> Turn<'w, 'p, 'r, 'a, Req> {
         (walk.req, walk.cost, walk.now, limit, !walk.commit)
     }
 
-    /// The scope decided `decision` and holds its state: decides the scopes after it;
-    /// whether to consume.
+    /// The scope decided `decision` (holding its state, unless its limiter answered
+    /// without calling its continuation): decides the scopes after it; whether to
+    /// consume.
     #[inline(always)]
     pub(crate) fn decided(&mut self, decision: &Decision) -> bool {
         if !self.scope.shadow && decision.is_denied() {
@@ -487,27 +490,29 @@ impl<'w, 'p, 'r, 'a, Req> Turn<'w, 'p, 'r, 'a, Req> {
     /// if the request was not consumed. Whether the walk goes on.
     #[inline(always)]
     pub(crate) fn finish(self, held: Held, remains: Option<Decision>) -> bool {
-        match held {
-            Held::Skipped => self.walk.step(self.out, self.i + 1),
+        let error = match held {
+            Held::Skipped => return self.walk.step(self.out, self.i + 1),
             Held::Decided => {
                 // A denied request spent nothing: its scopes report what really remains.
                 if let (false, Some(slot), Some(remains)) = (self.out.allowed, self.at, remains) {
                     self.out.entries.set(slot, self.entry(remains));
                 }
-                self.rest
+                return self.rest;
             }
             // A shadow scope never fails a request, not even for a cost it cannot hold;
             // if it failed after its continuation ran, the later scopes are decided.
-            Held::Failed(_) if self.scope.shadow => self.walk.step(self.out, self.i + 1),
-            Held::FailedAfter(_) if self.scope.shadow => self.rest,
-            Held::Failed(error) | Held::FailedAfter(error) => {
-                self.walk.error = Some(PolicyError {
-                    scope: self.scope.name.clone(),
-                    error,
-                });
-                false
-            }
-        }
+            Held::Failed(_) if self.scope.shadow => return self.walk.step(self.out, self.i + 1),
+            Held::FailedAfter(_) if self.scope.shadow => return self.rest,
+            Held::Failed(error) | Held::FailedAfter(error) => error,
+            // What the later scopes did is unknown: nothing is decided, not even for a
+            // shadow scope.
+            Held::Interrupted => CheckError::Interrupted,
+        };
+        self.walk.error = Some(PolicyError {
+            scope: self.scope.name.clone(),
+            error,
+        });
+        false
     }
 }
 

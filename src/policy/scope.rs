@@ -25,13 +25,19 @@ pub(crate) enum Held {
     /// The scope's limiter failed after its continuation ran: the rest of the walk is
     /// decided.
     FailedAfter(CheckError),
+    /// The scope's limiter returned although its continuation never did: a panic after
+    /// this scope (a later scope's, an admission's) unwound it and the limiter caught
+    /// it. Only a user's [`Limiter`] can do this; an owned [`KeyedLimiter`] lets panics
+    /// unwind.
+    Interrupted,
 }
 
 /// What a policy needs from a scope, with the limiter and key types erased.
 pub(crate) trait Run<Req>: Send + Sync {
-    /// This scope's turn in a policy walk: [`Limiter::transact`] (for a peek,
-    /// [`Limiter::transact_peek`]: nothing consumed, stored or swept) on the request's
-    /// key, calling [`Turn::decided`] with the decision and ending with [`Turn::finish`].
+    /// This scope's turn in a policy walk: a transaction on the request's key (for a
+    /// peek, one through `transact_peek`: nothing consumed, stored or swept) whose
+    /// continuation calls [`Turn::decided`], then [`Turn::finish`] — directly, for a
+    /// scope that does not apply or whose limiter failed before deciding.
     fn step<'p>(
         &self,
         scope: &'p Scope<Req>,
@@ -206,11 +212,11 @@ where
         let Some(key) = (self.key)(req) else {
             return turn.finish(Held::Skipped, None);
         };
-        let (mut ran, mut declined) = (false, false);
+        let (mut ran, mut returned, mut declined) = (false, false, false);
         let mut watched = |decision: &Decision| {
             ran = true;
             let go = turn.decided(decision);
-            declined = !go;
+            (returned, declined) = (true, !go);
             go
         };
         let outcome = match peek {
@@ -220,6 +226,7 @@ where
             false => self.limiter.transact(&key, cost, now, limit, &mut watched),
         };
         let (held, remains) = match outcome {
+            _ if ran && !returned => (Held::Interrupted, None),
             // A limiter that answered without calling its continuation breaks the
             // contract of `transact`, but the scopes after it still decide: now, with
             // this scope's state no longer held.
