@@ -84,8 +84,8 @@ pub enum CheckError {
     /// A policy scope's limiter returned after its continuation was cut short by a panic
     /// it caught (the panic of a later scope or of a
     /// [`check_with`](crate::Policy::check_with) admission): what the later scopes
-    /// decided is unknown, so the check is not decided either. Only a [`Limiter`]
-    /// (crate::Limiter) that catches panics inside
+    /// decided is unknown, so the check is not decided either. Only a
+    /// [`Limiter`](crate::Limiter) that catches panics inside
     /// [`transact`](crate::Limiter::transact) can cause it.
     #[error("the scope's limiter caught a panic from the rest of the policy check; the check was not decided")]
     Interrupted,

@@ -68,10 +68,12 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
     /// scope: it decides the later scopes after the fact when `then` was not called
     /// (this scope's state no longer held), and when the limiter fails after `then`, the
     /// later scopes stay decided (and charged, if every scope allowed) while the check
-    /// fails with that scope's error (a shadow scope's error is ignored). A panic inside
-    /// `then` (a later scope's, an admission's) must be left to unwind: a limiter that
-    /// catches it and returns makes the check fail with [`CheckError::Interrupted`],
-    /// shadow scope or not, since what the later scopes did is unknown.
+    /// fails with that scope's error (a shadow scope's error is ignored; a later scope's
+    /// failure, being first, is the one reported). A panic inside `then` (a later
+    /// scope's, an admission's) must be left to unwind: a limiter that catches it and
+    /// returns — whether or not it calls `then` again — makes the check fail with
+    /// [`CheckError::Interrupted`], shadow scope or not, since what the later scopes did
+    /// is unknown.
     fn transact(
         &self,
         key: &K,

@@ -794,6 +794,14 @@ const SWALLOWS_PANICS: Transact = |l, k, cost, now, limit, then| {
     catching(l, k, cost, now, limit, then).unwrap_or_else(|_| l.peek_at(k, cost, now))
 };
 
+/// A scope of 10 an hour whose key extractor panics for key 13.
+fn boom() -> Scope<u32> {
+    Scope::keyed("boom", FixedWindow::new(rate("10/hour")), |k: &u32| {
+        assert_ne!(*k, 13, "the key extractor panics");
+        Some(*k)
+    })
+}
+
 /// `before` enforcing scopes of 10 an hour, a shadow scope whose limiter bends
 /// `transact` as `bend`, an hourly scope of 10 an hour, then a scope whose key
 /// extractor panics for key 13.
@@ -815,14 +823,7 @@ fn around_a_panic(before: usize, bend: Transact) -> Policy<u32> {
             FixedWindow::new(rate("10/hour")),
             |_: &u32| Some(()),
         ))
-        .scope(Scope::keyed(
-            "boom",
-            FixedWindow::new(rate("10/hour")),
-            |k: &u32| {
-                assert_ne!(*k, 13, "the key extractor panics");
-                Some(*k)
-            },
-        ))
+        .scope(boom())
         .build()
 }
 
@@ -862,4 +863,81 @@ fn a_limiter_that_catches_an_admissions_panic_fails_the_check() {
     let admitted = policy.check_with(&7, 1, || Ok::<_, ()>(())).unwrap();
     assert!(admitted.decision.is_allowed());
     assert_eq!(hourly_left(&policy), 9);
+}
+
+#[test]
+fn a_second_call_of_the_continuation_that_unwinds_is_caught_too() {
+    // Calls the continuation again after deciding, and swallows that call's panic.
+    const CALLS_AGAIN: Transact = |l, k, cost, now, limit, then| {
+        let d = l.transact(k, cost, now, limit, &mut *then)?;
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(&d)));
+        Ok(d)
+    };
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let (clock, _mock) = Clock::mock();
+    let bent = Bent(
+        KeyedLimiter::new(FixedWindow::new(rate("10/hour"))),
+        CALLS_AGAIN,
+    );
+    let policy = Policy::builder()
+        .clock(clock)
+        .scope(Scope::with_limiter("bent", bent, |k: &u32| Some(*k)))
+        .scope(Scope::keyed(
+            "flaky",
+            FixedWindow::new(rate("10/hour")),
+            |k: &u32| {
+                let call = CALLS.fetch_add(1, Ordering::SeqCst);
+                assert_ne!(call, 1, "the second call panics");
+                Some(*k)
+            },
+        ))
+        .build();
+    let err = policy.check(&7, 1).map(|d| d.is_allowed()).unwrap_err();
+    assert_eq!((&*err.scope, err.error), ("bent", CheckError::Interrupted));
+}
+
+#[test]
+fn a_call_of_the_continuation_that_unwinds_then_one_that_returns_is_caught() {
+    // Retries the whole transaction after a panic.
+    const RETRIES: Transact = |l, k, cost, now, limit, then| {
+        catching(l, k, cost, now, limit, &mut *then)
+            .unwrap_or_else(|_| l.transact(k, cost, now, limit, then))
+    };
+    let policy = bent_then_hourly(RETRIES, false, "10/hour");
+    let checked = policy.check_with(&7, 1, || -> Result<(), ()> {
+        panic!("the admission panics")
+    });
+    let err = checked.map(|a| a.outcome).unwrap_err();
+    assert_eq!((&*err.scope, err.error), ("bent", CheckError::Interrupted));
+}
+
+#[test]
+fn the_first_failure_is_reported_when_an_outer_scope_fails_after_it() {
+    let (clock, _mock) = Clock::mock();
+    let fw = || KeyedLimiter::new(FixedWindow::new(rate("10/hour")));
+    let outer = Bent(fw(), fails_after_continuation as Transact);
+    let policy = Policy::builder()
+        .clock(clock)
+        .scope(Scope::with_limiter("outer", outer, |k: &u32| Some(*k)))
+        .scope(Scope::with_limiter(
+            "inner",
+            Bent(fw(), SWALLOWS_PANICS),
+            |k: &u32| Some(*k),
+        ))
+        .scope(boom())
+        .scope(
+            Scope::keyed("capped", FixedWindow::new(rate("10/hour")), |k: &u32| {
+                Some(*k)
+            })
+            .limit_by(|k: &u32| (*k == 5).then_some(0)),
+        )
+        .build();
+    let err = policy.check(&13, 1).unwrap_err();
+    assert_eq!((&*err.scope, err.error), ("inner", CheckError::Interrupted));
+    // A scope that fails before deciding, inside one that fails after: the inner one.
+    let err = policy.check(&5, 1).unwrap_err();
+    assert_eq!(
+        (&*err.scope, err.error),
+        ("capped", CheckError::InvalidLimit { count: 0 })
+    );
 }

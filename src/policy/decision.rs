@@ -192,7 +192,10 @@ impl<'p> PolicyDecision<'p> {
 }
 
 /// A policy check that could not be decided: a scope refused the request's shape
-/// (a cost above its capacity, a full key store, an invalid per-request limit).
+/// (a cost above its capacity, a full key store, an invalid per-request limit), or its
+/// limiter caught a panic from the rest of the check
+/// ([`CheckError::Interrupted`]). When several scopes fail, the first failure is
+/// reported (the innermost, for scopes that fail after their continuation ran).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("scope {scope:?}: {error}")]
 pub struct PolicyError {

@@ -508,10 +508,14 @@ impl<'w, 'p, 'r, 'a, Req> Turn<'w, 'p, 'r, 'a, Req> {
             // shadow scope.
             Held::Interrupted => CheckError::Interrupted,
         };
-        self.walk.error = Some(PolicyError {
-            scope: self.scope.name.clone(),
-            error,
-        });
+        // The first failure is the one reported: a scope that fails on the way back
+        // (after its continuation) does not hide what failed inside it.
+        if self.walk.error.is_none() {
+            self.walk.error = Some(PolicyError {
+                scope: self.scope.name.clone(),
+                error,
+            });
+        }
         false
     }
 }

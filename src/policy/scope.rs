@@ -213,8 +213,12 @@ where
             return turn.finish(Held::Skipped, None);
         };
         let (mut ran, mut returned, mut declined) = (false, false, false);
+        // Whether a call of the continuation began and never returned (a panic after
+        // this scope unwound it and the limiter caught it), even if a later call did.
+        let mut unwound = false;
         let mut watched = |decision: &Decision| {
-            ran = true;
+            unwound |= ran && !returned;
+            (ran, returned) = (true, false);
             let go = turn.decided(decision);
             (returned, declined) = (true, !go);
             go
@@ -226,7 +230,7 @@ where
             false => self.limiter.transact(&key, cost, now, limit, &mut watched),
         };
         let (held, remains) = match outcome {
-            _ if ran && !returned => (Held::Interrupted, None),
+            _ if unwound || (ran && !returned) => (Held::Interrupted, None),
             // A limiter that answered without calling its continuation breaks the
             // contract of `transact`, but the scopes after it still decide: now, with
             // this scope's state no longer held.
