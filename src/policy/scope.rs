@@ -212,15 +212,13 @@ where
         let Some(key) = (self.key)(req) else {
             return turn.finish(Held::Skipped, None);
         };
-        let (mut ran, mut returned, mut declined) = (false, false, false);
-        // Whether a call of the continuation began and never returned (a panic after
-        // this scope unwound it and the limiter caught it), even if a later call did.
-        let mut unwound = false;
+        // Calls of the continuation begun and returned: fewer returned means a panic
+        // after this scope unwound one of them and the limiter caught it.
+        let (mut began, mut returned, mut declined) = (0u64, 0u64, false);
         let mut watched = |decision: &Decision| {
-            unwound |= ran && !returned;
-            (ran, returned) = (true, false);
+            began += 1;
             let go = turn.decided(decision);
-            (returned, declined) = (true, !go);
+            (returned, declined) = (returned + 1, !go);
             go
         };
         let outcome = match peek {
@@ -229,8 +227,9 @@ where
                 .transact_peek(&key, cost, now, limit, &mut watched),
             false => self.limiter.transact(&key, cost, now, limit, &mut watched),
         };
+        let ran = began > 0;
         let (held, remains) = match outcome {
-            _ if unwound || (ran && !returned) => (Held::Interrupted, None),
+            _ if returned != began => (Held::Interrupted, None),
             // A limiter that answered without calling its continuation breaks the
             // contract of `transact`, but the scopes after it still decide: now, with
             // this scope's state no longer held.
