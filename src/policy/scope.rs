@@ -6,7 +6,8 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::{PolicyDecision, Turn, Walk};
+use super::walk::{Turn, Walk};
+use super::PolicyDecision;
 use crate::algorithm::Algorithm;
 #[cfg(feature = "serde")]
 use crate::snapshot::{LimiterSnapshot, SnapshotError};
