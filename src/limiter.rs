@@ -71,9 +71,9 @@ pub trait Limiter<K: ?Sized>: Send + Sync {
     /// fails with that scope's error (a shadow scope's error is ignored; a later scope's
     /// failure, being first, is the one reported). A panic inside `then` (a later
     /// scope's, an admission's) must be left to unwind: a limiter that catches it and
-    /// returns — whether or not it calls `then` again — makes the check fail with
-    /// [`CheckError::Interrupted`], shadow scope or not, since what the later scopes did
-    /// is unknown.
+    /// returns — whether or not it calls `then` again — makes the check fail, shadow
+    /// scope or not, since what the later scopes did is unknown: with
+    /// [`CheckError::Interrupted`], unless a later scope had failed first.
     fn transact(
         &self,
         key: &K,

@@ -941,3 +941,34 @@ fn the_first_failure_is_reported_when_an_outer_scope_fails_after_it() {
         ("capped", CheckError::InvalidLimit { count: 0 })
     );
 }
+
+#[test]
+fn a_failure_that_a_second_call_of_the_continuation_undid_is_not_reported() {
+    // Calls the continuation twice, then fails as `fails_after_continuation` does.
+    const TWICE_THEN_FAILS: Transact = |l, k, cost, now, limit, then| {
+        let d = l.peek_at(k, cost, now)?;
+        then(&d);
+        fails_after_continuation(l, k, cost, now, limit, then)
+    };
+    static LIMITS: AtomicU64 = AtomicU64::new(0);
+    let (clock, _mock) = Clock::mock();
+    let outer = Bent(
+        KeyedLimiter::new(FixedWindow::new(rate("10/hour"))),
+        TWICE_THEN_FAILS,
+    );
+    let flaky = Scope::keyed("flaky", FixedWindow::new(rate("10/hour")), |k: &u32| {
+        Some(*k)
+    })
+    // An invalid limit on the first evaluation only.
+    .limit_by(|_: &u32| (LIMITS.fetch_add(1, Ordering::SeqCst) == 0).then_some(0));
+    let policy = Policy::builder()
+        .clock(clock)
+        .scope(Scope::with_limiter("outer", outer, |k: &u32| Some(*k)))
+        .scope(flaky)
+        .build();
+    let err = policy.check(&7, 1).unwrap_err();
+    assert_eq!(
+        (&*err.scope, err.error),
+        ("outer", CheckError::KeyCapReached { max_keys: 0 })
+    );
+}

@@ -218,6 +218,7 @@ where
         let (mut began, mut returned, mut declined) = (0u64, 0u64, false);
         let mut watched = |decision: &Decision| {
             began += 1;
+            turn.again();
             let go = turn.decided(decision);
             (returned, declined) = (returned + 1, !go);
             go

@@ -120,6 +120,15 @@ impl<'w, 'p, 'r, 'a, Req> Turn<'w, 'p, 'r, 'a, Req> {
         (walk.req, walk.cost, walk.now, limit, !walk.commit)
     }
 
+    /// The continuation is about to run (again, for a user limiter that calls it more
+    /// than once): a failure an earlier call of it left behind no longer stands, since
+    /// this call decides the scopes after this one anew. (Nothing else can have failed
+    /// yet: the scopes before this one are still inside their continuations.)
+    #[inline(always)]
+    pub(crate) fn again(&mut self) {
+        self.walk.error = None;
+    }
+
     /// The scope decided `decision` (holding its state, unless its limiter answered
     /// without calling its continuation): decides the scopes after it; whether to
     /// consume.
