@@ -8,9 +8,9 @@
 //!   ([`shard_lock`](crate::shard_lock)) is released by a plain store (a parking mutex
 //!   would take two, a read lock plus a compare-and-swap state three, a read lock plus a
 //!   mutex state four). The lock is held for a few dozen nanoseconds, so threads on
-//!   different keys of one shard rarely meet, and with 64 shards two threads rarely
-//!   share one; a waiter spins, yields, then sleeps, and claims the next turn if it
-//!   keeps finding the shard taken.
+//!   different keys of one shard rarely meet, and with four shards per core (the
+//!   default, at most 64) two threads rarely share one; a waiter spins, yields, then
+//!   sleeps, and claims the next turn if it keeps finding the shard taken.
 //!   A [`Policy`](crate::Policy) holds one shard per scope while it decides the later
 //!   scopes; it takes them in declaration order, and each scope owns its limiter, so
 //!   checks may wait for each other but never in a cycle.
