@@ -310,9 +310,11 @@ fn keyed() -> Vec<Workload> {
 /// do: one clock reading, one hash, one shard lock, one probe, one 8-byte update (a
 /// GCRA-like theoretical arrival time), one unlock. No capacity check, decision,
 /// eviction or live parameters: the floor of the store layout ratewarden used before its
-/// shard lock (`src/shard_lock.rs`), which a check now goes below.
+/// shard lock (`src/shard_lock.rs`), which a check now goes below. As many shards as
+/// ratewarden's default (eight per core, a power of two, at most 64).
 struct Floor {
     shards: Box<[Padded]>,
+    mask: usize,
     hasher: ahash::RandomState,
     clock: quanta::Clock,
 }
@@ -322,10 +324,13 @@ struct Padded(parking_lot::Mutex<hashbrown::HashTable<(u64, u64)>>);
 
 impl Floor {
     fn new() -> Floor {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let shards = (cores * 8).next_power_of_two().min(64);
         Floor {
-            shards: (0..64)
+            shards: (0..shards)
                 .map(|_| Padded(parking_lot::Mutex::new(hashbrown::HashTable::new())))
                 .collect(),
+            mask: shards - 1,
             hasher: ahash::RandomState::new(),
             clock: quanta::Clock::new(),
         }
@@ -336,7 +341,7 @@ impl Floor {
     fn check(&self, key: u64) -> bool {
         let now = self.clock.raw();
         let hash = self.hasher.hash_one(key);
-        let mut table = self.shards[(hash >> 40) as usize & 63].0.lock();
+        let mut table = self.shards[(hash >> 40) as usize & self.mask].0.lock();
         let entry = table
             .entry(hash, |e| e.0 == key, |e| self.hasher.hash_one(e.0))
             .or_insert((key, now))

@@ -302,10 +302,10 @@ pub struct KeyedBuilder<K, A> {
     codec: Option<KeyCodec<K>>,
 }
 
-/// Four shards per core the process may use, as a power of two, at most 64.
+/// Eight shards per core the process may use, as a power of two, at most 64.
 fn default_shards() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    cores.saturating_mul(4).next_power_of_two().min(64)
+    cores.saturating_mul(8).next_power_of_two().min(64)
 }
 
 /// The default cap on tracked keys per keyed limiter.
@@ -330,12 +330,12 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedBuilder<K, A> {
         self
     }
 
-    /// Number of shards, rounded up to a power of two (default: four per core the
-    /// process may use, as a power of two, at most 64 — 8 on two cores, 64 from sixteen
+    /// Number of shards, rounded up to a power of two (default: eight per core the
+    /// process may use, as a power of two, at most 64 — 16 on two cores, 64 from eight
     /// on). Threads on different keys rarely meet in a shard, and few shards keep their
     /// locks and headers in a core's cache (a policy touches one per scope); a sweep
-    /// covers one shard, so fewer shards make each sweep longer (a million keys on 8
-    /// shards: a pass over some 125 000 entries, paid by the check that finds it due).
+    /// covers one shard, so fewer shards make each sweep longer (a million keys on 16
+    /// shards: a pass over some 62 000 entries, paid by the check that finds it due).
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = shards;
         self

@@ -8,7 +8,7 @@
 //!   ([`shard_lock`](crate::shard_lock)) is released by a plain store (a parking mutex
 //!   would take two, a read lock plus a compare-and-swap state three, a read lock plus a
 //!   mutex state four). The lock is held for a few dozen nanoseconds, so threads on
-//!   different keys of one shard rarely meet, and with four shards per core (the
+//!   different keys of one shard rarely meet, and with eight shards per core (the
 //!   default, at most 64) two threads rarely share one; a waiter spins, yields, then
 //!   sleeps, and claims the next turn if it keeps finding the shard taken.
 //!   A [`Policy`](crate::Policy) holds one shard per scope while it decides the later
