@@ -78,8 +78,8 @@ fn a_check_on_the_hot_key_gets_in_between_back_to_back_transactions() {
 
 #[test]
 fn another_clients_check_gets_in_between_back_to_back_policy_hooks() {
-    // One shard, so that both clients' keys share it (with 64 shards two keys do so one
-    // time in 64; a hot key always does).
+    // One shard, so that both clients' keys share it (with n shards two keys do so one
+    // time in n; a hot key always does).
     let limiter: KeyedLimiter<u64> = KeyedLimiter::builder(fast_rate()).shards(1).build();
     let policy = Policy::builder()
         .scope(Scope::with_limiter("per-client", limiter, |k: &u64| {
