@@ -302,10 +302,14 @@ pub struct KeyedBuilder<K, A> {
     codec: Option<KeyCodec<K>>,
 }
 
-/// Eight shards per core the process may use, as a power of two, at most 64.
+/// Eight shards per core the process may use, as a power of two, at most 64 (asked
+/// once: finding the cores may read the process's CPU quota from the file system).
 fn default_shards() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    cores.saturating_mul(8).next_power_of_two().min(64)
+    static SHARDS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SHARDS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        cores.saturating_mul(8).next_power_of_two().min(64)
+    })
 }
 
 /// The default cap on tracked keys per keyed limiter.
