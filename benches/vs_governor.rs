@@ -325,7 +325,7 @@ struct Padded(parking_lot::Mutex<hashbrown::HashTable<(u64, u64)>>);
 impl Floor {
     fn new() -> Floor {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let shards = (cores * 8).next_power_of_two().min(64);
+        let shards = (cores.min(8) * 8).next_power_of_two();
         Floor {
             shards: (0..shards)
                 .map(|_| Padded(parking_lot::Mutex::new(hashbrown::HashTable::new())))

@@ -308,7 +308,7 @@ fn default_shards() -> usize {
     static SHARDS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *SHARDS.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        cores.saturating_mul(8).next_power_of_two().min(64)
+        (cores.min(8) * 8).next_power_of_two()
     })
 }
 
