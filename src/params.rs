@@ -60,17 +60,30 @@ impl<A: Algorithm> Published<A> {
     #[inline]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&A) -> R) -> R {
         // Relaxed: the initial parameters never change; the words are ordered by the
-        // sequence counter's own acquire loads.
-        if !self.changed.load(Ordering::Relaxed) {
-            return f(&self.initial);
-        }
+        // sequence counter's own acquire loads. One call of `f` on either set, with the
+        // changed parameters read out of line: a check compiles to one small copy of its
+        // decision, which inlines into the caller (three copies did not: an unkeyed
+        // check took 132 instructions with the clock read, now 85).
+        let current;
+        let alg = if !self.changed.load(Ordering::Relaxed) {
+            &self.initial
+        } else {
+            current = self.current();
+            &current
+        };
+        f(alg)
+    }
+
+    /// The parameters set last.
+    #[cold]
+    #[inline(never)]
+    fn current(&self) -> A {
         if self.packed.load(Ordering::Acquire) {
             if let Some(alg) = self.load() {
-                return f(&alg);
+                return alg;
             }
         }
-        let alg = self.fallback.lock().clone();
-        f(&alg)
+        self.fallback.lock().clone()
     }
 
     #[inline]
