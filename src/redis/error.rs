@@ -152,3 +152,9 @@ impl RedisCheckError {
         }
     }
 }
+
+pub(super) fn connection_error(err: &redis::RedisError) -> RedisCheckError {
+    RedisCheckError::Connection {
+        detail: Arc::from(err.to_string()),
+    }
+}

@@ -74,12 +74,17 @@
 //! ([`RedisDecision::fault`]). Connections are remade and the script reloaded (after a
 //! restart or `SCRIPT FLUSH`) by themselves.
 
+mod async_backend;
 mod backend;
+mod cluster;
 mod error;
 mod policy;
+mod retry;
 mod scope;
+mod script;
 
-pub use backend::{AsyncRedisBackend, RedisBackend, DEFAULT_DEADLINE};
+pub use async_backend::AsyncRedisBackend;
+pub use backend::{RedisBackend, DEFAULT_DEADLINE};
 pub use error::{RedisBuildError, RedisCheckError};
 pub use policy::{FailureMode, RedisDecision, RedisPolicy, RedisPolicyBuilder};
 pub use scope::{RedisAlgorithm, RedisScope};
