@@ -12,7 +12,7 @@ use redis::cluster::ClusterClient;
 
 use super::cluster::{cluster_builder, cluster_eval_async};
 use super::error::connection_error;
-use super::policy::Prepared;
+use super::prepared::Prepared;
 use super::retry::{is_moved, refused_for_now, Pauses};
 use super::script::invocation;
 use super::{RedisCheckError, DEFAULT_DEADLINE};

@@ -9,7 +9,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::ErrorKind;
 
-use super::policy::Prepared;
+use super::prepared::Prepared;
 use super::retry::{ask_target, is_noscript};
 use super::script::{evalsha, invocation, reply, script_load};
 use super::RedisCheckError;

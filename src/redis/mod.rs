@@ -76,15 +76,20 @@
 
 mod async_backend;
 mod backend;
+mod builder;
 mod cluster;
+mod decision;
 mod error;
 mod policy;
+mod prepared;
 mod retry;
 mod scope;
 mod script;
 
 pub use async_backend::AsyncRedisBackend;
 pub use backend::{RedisBackend, DEFAULT_DEADLINE};
+pub use builder::RedisPolicyBuilder;
+pub use decision::{FailureMode, RedisDecision};
 pub use error::{RedisBuildError, RedisCheckError};
-pub use policy::{FailureMode, RedisDecision, RedisPolicy, RedisPolicyBuilder};
+pub use policy::RedisPolicy;
 pub use scope::{RedisAlgorithm, RedisScope};

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use super::policy::Prepared;
+use super::prepared::Prepared;
 
 /// The check script. `invoke` sends `EVALSHA` and, after `NOSCRIPT` (a restarted server,
 /// `SCRIPT FLUSH`), loads the script and sends it again.
