@@ -59,11 +59,11 @@ impl<A: Algorithm> Published<A> {
     /// Runs `f` with the current parameters, without a lock when they pack.
     #[inline]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&A) -> R) -> R {
-        // Relaxed: the initial parameters never change; the words are ordered by the
-        // sequence counter's own acquire loads. One call of `f` on either set, with the
-        // changed parameters read out of line: a check compiles to one small copy of its
-        // decision, which inlines into the caller (three copies did not: an unkeyed
-        // check took 132 instructions with the clock read, now 85).
+        // Relaxed: callers read inside the state cell's critical section, which a change
+        // takes before setting the flag, so a stale `false` orders the read before the
+        // change; the words are ordered by the sequence counter's own acquire loads. One
+        // call of `f` on either set, the changed parameters read out of line: a check
+        // compiles to one small copy of its decision, which inlines into its caller.
         let current;
         let alg = if !self.changed.load(Ordering::Relaxed) {
             &self.initial
@@ -74,7 +74,9 @@ impl<A: Algorithm> Published<A> {
         f(alg)
     }
 
-    /// The parameters set last.
+    /// The parameters set last. `cold` although a changed limiter calls it on every
+    /// check: the hint lays the unchanged path out straight, and the changed path
+    /// measured no slower with it (141 against 145 instructions, one call each).
     #[cold]
     #[inline(never)]
     fn current(&self) -> A {

@@ -256,10 +256,11 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
             Some(entry) => &mut entry.state,
             None => &mut new.insert(self.admit_new(table, key, now, admit)?).state,
         };
-        // `f`'s one call, whether the key is new or not, so that it is inlined here
-        // however the caller's crate is split into code units (called from a second
-        // place, the cold one, it was not always: a three-scope policy check then took
-        // 1 288 instructions instead of 1 130).
+        // `f` has this one call site, new key or not, so that it is inlined here in every
+        // build. A new key's state is stored only if `f` consumed: a transaction declined
+        // by a later scope (or one that panics) leaves the key untracked, and dropping
+        // `new` gives its slot back. Its key was owned before `f` runs: a policy's later
+        // scopes commit inside `f`, so nothing that can fail may come after it.
         let (result, consumed) = f(&table.keys.alg, state)?;
         if consumed {
             match new {
@@ -313,11 +314,6 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
                 }),
             };
         }
-        // Decided on a state that is stored only if it was consumed: a transaction
-        // declined by a later scope (or one that panics) leaves the key untracked and
-        // gives its slot back. The key is owned before anything is decided: a policy's
-        // later scopes commit inside the decision, so nothing that can fail may come
-        // after it.
         let slot = Reserved(&self.len);
         Ok(New {
             state: table.keys.alg.fresh(),
