@@ -183,4 +183,39 @@ mod tests {
         );
         assert_eq!(Gcra::unpack(&[0; 6]), None);
     }
+
+    /// The fallback copy's mutex is not held while `f` runs: a nested read (as a later
+    /// scope or a re-entrant read would do) does not deadlock, and reads what was
+    /// published.
+    #[test]
+    fn the_fallback_mutex_is_released_before_f_runs() {
+        let a = Gcra::new(Rate::per_second(10).unwrap());
+        let b = Gcra::new(Rate::per_minute(7).unwrap());
+        let published = Published::new(a);
+        published.with(|p| assert_eq!(*p, a));
+        {
+            let _w = published.write();
+            published.publish(&b);
+        }
+        // As for an algorithm that does not pack.
+        published.packed.store(false, Ordering::Release);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                published.with(|outer| {
+                    assert!(
+                        published.fallback.try_lock().is_some(),
+                        "fallback held during f"
+                    );
+                    published.with(|inner| assert_eq!((outer, inner), (&b, &b)));
+                });
+                tx.send(()).unwrap();
+            });
+            rx.recv_timeout(std::time::Duration::from_secs(5))
+                .expect("deadlock");
+        });
+        // Packed path.
+        published.packed.store(true, Ordering::Release);
+        published.with(|p| assert_eq!(*p, b));
+    }
 }
