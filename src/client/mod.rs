@@ -15,7 +15,7 @@
 //!
 //! [`Backoff`] computes exponential delays with jitter that never undercut a
 //! `Retry-After`; [`RetryGate`] lets a pool of workers hold off for the longest
-//! `Retry-After` any one of them received; [`retry`] drives a call with both.
+//! `Retry-After` any one of them received; [`retry()`] drives a call with both.
 //!
 //! ```
 //! use ratewarden::client::RateLimitInfo;

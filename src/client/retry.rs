@@ -219,7 +219,7 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for RetryError<E> {}
 /// closed. A `Retry-After` is recorded in the gate for the other workers.
 ///
 /// `sleep` is yours: `std::thread::sleep` in a thread, or a mock clock's advance in a
-/// test. For async code, see [`retry_async`](crate::client::retry_async).
+/// test. For async code, see [`retry_async`].
 ///
 /// ```
 /// use ratewarden::client::{retry, Attempt, Backoff};
