@@ -298,4 +298,47 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn near_limit_matches_wide_arithmetic_at_any_magnitude() {
+        // Limits, units and remaining counts up to u64::MAX, where the bound can
+        // overflow `u64`.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |bits: u32| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if bits >= 64 {
+                x
+            } else {
+                x & ((1 << bits) - 1)
+            }
+        };
+        for _ in 0..200_000 {
+            let bits = next(7) as u32 % 65;
+            let limit = next(bits).max(1);
+            let bits = next(7) as u32 % 65;
+            let unit = next(bits).max(1);
+            let rem = next(7) % 2 == 0;
+            let remaining = if rem {
+                limit - next(8).min(limit - 1)
+            } else {
+                next(64) % limit
+            };
+            let Some(base) = remaining.checked_mul(unit) else {
+                continue;
+            };
+            let scaled = base.saturating_add(next(64) % unit);
+            let d = Decision::allow_scaled(limit, scaled, unit, 1, 0);
+            for p in [0u64, 1, 37, 50, 80, 99, 100, 101] {
+                let used = u128::from(limit - (scaled / unit).min(limit));
+                let plain = p <= 100 && used * 100 >= u128::from(limit) * u128::from(p);
+                assert_eq!(
+                    d.used_at_least_percent(p),
+                    plain,
+                    "limit {limit} unit {unit} scaled {scaled} p {p}"
+                );
+            }
+        }
+    }
 }
