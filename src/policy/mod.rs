@@ -19,6 +19,7 @@
 //! one less.
 
 mod decision;
+mod run;
 mod scope;
 #[cfg(feature = "serde")]
 mod snapshot;

@@ -6,58 +6,9 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::walk::{Turn, Walk};
-use super::PolicyDecision;
+use super::run::{ByRef, ByValue, Keyed, Owned, Run};
 use crate::algorithm::Algorithm;
-#[cfg(feature = "serde")]
-use crate::snapshot::{LimiterSnapshot, SnapshotError};
-use crate::{
-    CheckError, Decision, KeyedLimiter, LimitChangeError, Limiter, Nanos, Rate, UnkeyedLimiter,
-};
-
-/// How one scope's part of a policy walk ended.
-pub(crate) enum Held {
-    /// The scope does not apply to the request.
-    Skipped,
-    /// The scope decided, and its continuation ran.
-    Decided,
-    /// The scope could not decide (its continuation did not run).
-    Failed(CheckError),
-    /// The scope's limiter failed after its continuation ran: the rest of the walk is
-    /// decided.
-    FailedAfter(CheckError),
-    /// The scope's limiter returned although its continuation never did: a panic after
-    /// this scope (a later scope's, an admission's) unwound it and the limiter caught
-    /// it. Only a user's [`Limiter`] can do this; an owned [`KeyedLimiter`] lets panics
-    /// unwind.
-    Interrupted,
-}
-
-/// What a policy needs from a scope, with the limiter and key types erased.
-pub(crate) trait Run<Req>: Send + Sync {
-    /// This scope's turn in a policy walk: a transaction on the request's key (for a
-    /// peek, one through `transact_peek`: nothing consumed, stored or swept) whose
-    /// continuation calls [`Turn::decided`], then [`Turn::finish`] — directly, for a
-    /// scope that does not apply or whose limiter failed before deciding.
-    fn step<'p>(
-        &self,
-        scope: &'p Scope<Req>,
-        walk: &mut Walk<'p, '_, '_, Req>,
-        out: &mut PolicyDecision<'p>,
-        i: usize,
-    ) -> bool;
-    fn refund(&self, req: &Req, cost: u64, now: Nanos);
-    fn rate(&self) -> Rate;
-    fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError>;
-    fn tracked_keys(&self) -> usize;
-    fn evictions(&self) -> u64;
-    #[cfg(feature = "serde")]
-    fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError>;
-    #[cfg(feature = "serde")]
-    fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError>;
-    #[cfg(feature = "serde")]
-    fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError>;
-}
+use crate::{KeyedLimiter, Limiter, Rate, UnkeyedLimiter};
 
 /// Per-request limit: the count for this request (the window stays the scope's).
 pub(crate) type LimitFn<Req> = Box<dyn Fn(&Req) -> Option<u64> + Send + Sync>;
@@ -91,6 +42,11 @@ impl<Req: 'static> Scope<Req> {
     /// A scope keyed by whatever `key` returns; keys should be cheap to clone (integers,
     /// small tuples, `Arc<str>`) — the key is passed to the limiter by reference.
     ///
+    /// `key` may run twice per check: once the scope tracks more keys than a core's
+    /// cache holds (16 384 with GCRA), the policy asks for every such scope's key before
+    /// it takes any lock, to start loading the keys' entries at once. It should return the
+    /// same key each time and be cheap (a field, a header read).
+    ///
     /// With the `serde` feature, `Policy::snapshot` writes integer, text and IP-address
     /// keys, `Vec<String>` and pairs of integers or text as they are; for other tuples
     /// and your own key types, build the limiter with `KeyedBuilder::snapshot_keys` and
@@ -112,7 +68,8 @@ impl<Req: 'static> Scope<Req> {
     }
 
     /// A scope keyed by a value borrowed from the request (e.g. `&str` for a `String`
-    /// key), so that checking an existing key allocates nothing.
+    /// key), so that checking an existing key allocates nothing. Like [`keyed`](Self::keyed)'s,
+    /// the extractor may run twice per check.
     pub fn keyed_by_ref<K, Q, A, F>(name: &str, alg: A, key: F) -> Self
     where
         K: Hash + Eq + Borrow<Q> + Send + Sync + 'static,
@@ -166,7 +123,7 @@ impl<Req: 'static> Scope<Req> {
     /// per-key overrides); `None` keeps the scope's own. The window never changes, so
     /// state carries over when a key's plan changes mid-window. A count the window cannot
     /// hold (0, or more than one per nanosecond) fails the check with
-    /// [`CheckError::InvalidLimit`].
+    /// [`CheckError::InvalidLimit`](crate::CheckError::InvalidLimit).
     pub fn limit_by(mut self, limit: impl Fn(&Req) -> Option<u64> + Send + Sync + 'static) -> Self {
         self.limit = Some(Box::new(limit));
         self
@@ -186,214 +143,5 @@ impl<Req: 'static> Scope<Req> {
     /// The scope's own rate.
     pub fn rate(&self) -> Rate {
         self.run.rate()
-    }
-}
-
-struct Owned<L, F, K> {
-    limiter: L,
-    key: F,
-    types: PhantomData<fn() -> K>,
-}
-
-impl<Req, K, L, F> Run<Req> for Owned<L, F, K>
-where
-    K: Send + Sync,
-    L: Limiter<K>,
-    F: Fn(&Req) -> Option<K> + Send + Sync,
-{
-    fn step<'p>(
-        &self,
-        scope: &'p Scope<Req>,
-        walk: &mut Walk<'p, '_, '_, Req>,
-        out: &mut PolicyDecision<'p>,
-        i: usize,
-    ) -> bool {
-        let mut turn = Turn::new(scope, walk, out, i);
-        let (req, cost, now, limit, peek) = turn.request();
-        let Some(key) = (self.key)(req) else {
-            return turn.finish(Held::Skipped, None);
-        };
-        // Calls of the continuation begun and returned: fewer returned means a panic
-        // after this scope unwound one of them and the limiter caught it.
-        let (mut began, mut returned, mut declined) = (0u64, 0u64, false);
-        let mut watched = |decision: &Decision| {
-            began += 1;
-            turn.again();
-            let go = turn.decided(decision);
-            (returned, declined) = (returned + 1, !go);
-            go
-        };
-        let outcome = match peek {
-            true => self
-                .limiter
-                .transact_peek(&key, cost, now, limit, &mut watched),
-            false => self.limiter.transact(&key, cost, now, limit, &mut watched),
-        };
-        let ran = began > 0;
-        let (held, remains) = match outcome {
-            _ if returned != began => (Held::Interrupted, None),
-            // A limiter that answered without calling its continuation breaks the
-            // contract of `transact`, but the scopes after it still decide: now, with
-            // this scope's state no longer held.
-            Ok(decision) if !ran => {
-                let go = turn.decided(&decision);
-                (Held::Decided, (!go).then_some(decision))
-            }
-            Ok(decision) => (Held::Decided, declined.then_some(decision)),
-            Err(error) if ran => (Held::FailedAfter(error), None),
-            Err(error) => (Held::Failed(error), None),
-        };
-        turn.finish(held, remains)
-    }
-
-    fn refund(&self, req: &Req, cost: u64, now: Nanos) {
-        if let Some(key) = (self.key)(req) {
-            self.limiter.refund_at(&key, cost, now);
-        }
-    }
-
-    fn rate(&self) -> Rate {
-        self.limiter.rate()
-    }
-
-    fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError> {
-        self.limiter.set_rate_at(rate, now)
-    }
-
-    fn tracked_keys(&self) -> usize {
-        self.limiter.tracked_keys()
-    }
-
-    fn evictions(&self) -> u64 {
-        self.limiter.evictions()
-    }
-
-    #[cfg(feature = "serde")]
-    fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError> {
-        self.limiter.snapshot_at(now)
-    }
-
-    #[cfg(feature = "serde")]
-    fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError> {
-        self.limiter.validate_snapshot(snapshot)
-    }
-
-    #[cfg(feature = "serde")]
-    fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError> {
-        self.limiter.restore_at(snapshot, now)
-    }
-}
-
-/// How a [`Keyed`] scope finds a request's key: by value or borrowed from the request.
-trait KeyOf<Req, Q: ?Sized>: Send + Sync {
-    /// `f` on the request's key; `None` when the scope does not apply.
-    fn with_key<R>(&self, req: &Req, f: impl FnOnce(&Q) -> R) -> Option<R>;
-}
-
-/// A key returned by value ([`Scope::keyed`]).
-struct ByValue<F>(F);
-
-impl<Req, K, F> KeyOf<Req, K> for ByValue<F>
-where
-    F: Fn(&Req) -> Option<K> + Send + Sync,
-{
-    #[inline(always)]
-    fn with_key<R>(&self, req: &Req, f: impl FnOnce(&K) -> R) -> Option<R> {
-        (self.0)(req).map(|key| f(&key))
-    }
-}
-
-/// A key borrowed from the request ([`Scope::keyed_by_ref`]).
-struct ByRef<F>(F);
-
-impl<Req, Q, F> KeyOf<Req, Q> for ByRef<F>
-where
-    Q: ?Sized,
-    F: for<'r> Fn(&'r Req) -> Option<&'r Q> + Send + Sync,
-{
-    #[inline(always)]
-    fn with_key<R>(&self, req: &Req, f: impl FnOnce(&Q) -> R) -> Option<R> {
-        (self.0)(req).map(f)
-    }
-}
-
-/// A scope over a [`KeyedLimiter`] it owns, which the walk calls directly (no decision
-/// passes through the limiter's [`Limiter`] interface).
-struct Keyed<K, Q: ?Sized, A: Algorithm, G> {
-    limiter: KeyedLimiter<K, A>,
-    key: G,
-    types: PhantomData<fn() -> Box<Q>>,
-}
-
-impl<Req, K, Q, A, G> Run<Req> for Keyed<K, Q, A, G>
-where
-    K: Hash + Eq + Borrow<Q> + Send + Sync + 'static,
-    Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    A: Algorithm,
-    G: KeyOf<Req, Q>,
-{
-    fn step<'p>(
-        &self,
-        scope: &'p Scope<Req>,
-        walk: &mut Walk<'p, '_, '_, Req>,
-        out: &mut PolicyDecision<'p>,
-        i: usize,
-    ) -> bool {
-        let mut turn = Turn::new(scope, walk, out, i);
-        let (req, cost, now, limit, peek) = turn.request();
-        let mut remains = None;
-        let outcome = self.key.with_key(req, |key| match peek {
-            true => self
-                .limiter
-                .transact_peek(key, cost, now, limit, &mut |d| turn.decided(d))
-                .map(|left| remains = Some(left)),
-            false => {
-                self.limiter
-                    .transact_into(key, cost, now, limit, |d| turn.decided(d), &mut remains)
-            }
-        });
-        let held = match outcome {
-            None => Held::Skipped,
-            Some(Ok(())) => Held::Decided,
-            Some(Err(error)) => Held::Failed(error),
-        };
-        turn.finish(held, remains)
-    }
-
-    fn refund(&self, req: &Req, cost: u64, now: Nanos) {
-        self.key
-            .with_key(req, |key| self.limiter.refund_at(key, cost, now));
-    }
-
-    fn rate(&self) -> Rate {
-        self.limiter.rate()
-    }
-
-    fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError> {
-        self.limiter.set_rate_at(rate, now);
-        Ok(())
-    }
-
-    fn tracked_keys(&self) -> usize {
-        self.limiter.len()
-    }
-
-    fn evictions(&self) -> u64 {
-        self.limiter.evictions()
-    }
-
-    #[cfg(feature = "serde")]
-    fn snapshot_at(&self, now: Nanos) -> Result<LimiterSnapshot, SnapshotError> {
-        self.limiter.snapshot_at(now)
-    }
-
-    #[cfg(feature = "serde")]
-    fn validate_snapshot(&self, snapshot: &LimiterSnapshot) -> Result<(), SnapshotError> {
-        self.limiter.validate_snapshot(snapshot)
-    }
-
-    #[cfg(feature = "serde")]
-    fn restore_at(&self, snapshot: &LimiterSnapshot, now: Nanos) -> Result<(), SnapshotError> {
-        self.limiter.restore_at(snapshot, now)
     }
 }

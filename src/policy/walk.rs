@@ -3,7 +3,8 @@
 //! every state stays held until the last scope and the admission have decided.
 
 use super::decision::Entry;
-use super::scope::{Held, Scope};
+use super::run::Held;
+use super::scope::Scope;
 use super::{Policy, PolicyDecision, PolicyError};
 use crate::{CheckError, Decision, Nanos};
 
@@ -29,6 +30,9 @@ impl<Req: 'static> Policy<Req> {
             admit,
             error: None,
         };
+        for scope in self.scopes.iter() {
+            scope.run.prefetch(req);
+        }
         if !walk.step(decision, 0) {
             if let Some(error) = walk.error.take() {
                 return Err(error);

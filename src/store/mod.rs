@@ -11,6 +11,10 @@
 //!   different keys of one shard rarely meet, and with eight shards per core (the
 //!   default, at most 64) two threads rarely share one; a waiter spins, yields, then
 //!   sleeps, and claims the next turn if it keeps finding the shard taken.
+//! - **Prefetch.** Beside its lock each shard keeps a hint of where its table lies
+//!   (`hint.rs`), so that a policy can start loading the entries of all its scopes' keys
+//!   before it takes the first lock: their cache misses overlap instead of following one
+//!   another through the nested locks.
 //!   A [`Policy`](crate::Policy) holds one shard per scope while it decides the later
 //!   scopes; it takes them in declaration order, and each scope owns its limiter, so
 //!   checks may wait for each other but never in a cycle.
@@ -54,6 +58,8 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use hashbrown::HashTable;
+
+use hint::Hint;
 
 use crate::algorithm::Algorithm;
 use crate::shard_lock::Mutex;
@@ -111,7 +117,7 @@ struct Keys<K, A: Algorithm> {
 }
 
 #[repr(align(128))]
-struct Shard<K, A: Algorithm>(Mutex<Table<K, A>>);
+struct Shard<K, A: Algorithm>(Mutex<Table<K, A>>, Hint);
 
 /// A slot reserved under the key cap, given back when dropped (also when a closure
 /// deciding for the new key panics) unless the key was stored.
@@ -141,6 +147,11 @@ pub(crate) struct Store<K, A: Algorithm> {
     max_keys: usize,
     on_full: OnFull,
 }
+
+/// The size of a store's entries from which a policy prefetches them (see `hint.rs`):
+/// smaller tables mostly stay in a core's cache, where a prefetch would only cost its
+/// own work (for GCRA's 16-byte entries, 16 384 keys).
+const PREFETCH_FROM_BYTES: usize = 256 << 10;
 
 /// How long a key must have been idle before a sweep drops it.
 pub const IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -175,15 +186,18 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         Store {
             shards: (0..shards)
                 .map(|_| {
-                    Shard(Mutex::new(Table {
-                        ops: 0,
-                        swept_at: 0,
-                        _gap: [0; 13],
-                        keys: Keys {
-                            entries: HashTable::new(),
-                            alg: alg.clone(),
-                        },
-                    }))
+                    Shard(
+                        Mutex::new(Table {
+                            ops: 0,
+                            swept_at: 0,
+                            _gap: [0; 13],
+                            keys: Keys {
+                                entries: HashTable::new(),
+                                alg: alg.clone(),
+                            },
+                        }),
+                        Hint::default(),
+                    )
                 })
                 .collect(),
             hasher: ahash::RandomState::new(),
@@ -203,11 +217,33 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     }
 
     #[inline]
-    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &Mutex<Table<K, A>>) {
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &Shard<K, A>) {
         let hash = self.hasher.hash_one(key);
         // The table uses the low bits for the slot and the top 7 for its tags; take the
         // shard from bits in between so the three stay independent.
-        (hash, &self.shards[(hash >> 40) as usize & self.mask].0)
+        (hash, &self.shards[(hash >> 40) as usize & self.mask])
+    }
+
+    /// Starts loading the table's memory where `key` would be, without taking its lock
+    /// (see `hint.rs`): a policy prefetches every scope's key before it takes the first
+    /// lock, so that the scopes' cache misses overlap.
+    ///
+    /// Only worth it once the entries outgrow a core's cache: see
+    /// [`worth_prefetching`](Self::worth_prefetching).
+    #[inline]
+    pub(crate) fn prefetch<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        shard.1.prefetch::<Entry<K, A::State>>(hash);
+    }
+
+    /// Whether the store tracks enough keys for [`prefetch`](Self::prefetch) to pay.
+    #[inline]
+    pub(crate) fn worth_prefetching(&self) -> bool {
+        self.len() >= PREFETCH_FROM_BYTES / std::mem::size_of::<Entry<K, A::State>>().max(1)
     }
 
     /// Runs `f` with the parameters and the key's state, if the key is tracked. For
@@ -224,7 +260,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         Q: Hash + Eq + ?Sized,
     {
         let (hash, shard) = self.locate(key);
-        let mut table = shard.lock();
+        let mut table = shard.0.lock();
         let Keys { entries, alg } = &mut table.keys;
         let entry = entries.find_mut(hash, |e| e.key.borrow() == key);
         f(alg, entry.map(|e| &mut e.state))
@@ -249,12 +285,16 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let (hash, shard) = self.locate(key);
-        let mut guard = shard.lock();
+        let (mut guard, hint) = (shard.0.lock(), &shard.1);
         let table = &mut *guard;
         let mut new = None;
         let state = match table.keys.entries.find_mut(hash, |e| e.key.borrow() == key) {
             Some(entry) => &mut entry.state,
-            None => &mut new.insert(self.admit_new(table, key, now, admit)?).state,
+            None => {
+                &mut new
+                    .insert(self.admit_new(table, hint, key, now, admit)?)
+                    .state
+            }
         };
         // `f` has this one call site, new key or not, so that it is inlined here in every
         // build. A new key's state is stored only if `f` consumed: a transaction declined
@@ -264,8 +304,8 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         let (result, consumed) = f(&table.keys.alg, state)?;
         if consumed {
             match new {
-                None => self.tick(table, now),
-                Some(new) => self.store_new(table, hash, new, now),
+                None => self.tick(table, hint, now),
+                Some(new) => self.store_new(table, hint, hash, new, now),
             }
         }
         Ok(result)
@@ -274,7 +314,14 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     /// Stores a new key whose request consumed, if it has a slot.
     #[cold]
     #[inline(never)]
-    fn store_new(&self, table: &mut Table<K, A>, hash: u64, new: New<'_, K, A::State>, now: Nanos) {
+    fn store_new(
+        &self,
+        table: &mut Table<K, A>,
+        hint: &Hint,
+        hash: u64,
+        new: New<'_, K, A::State>,
+        now: Nanos,
+    ) {
         if let Some((slot, key)) = new.stored {
             let entry = Entry {
                 key,
@@ -282,8 +329,9 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
             };
             let entries = &mut table.keys.entries;
             entries.insert_unique(hash, entry, |e| self.hasher.hash_one(&e.key));
+            hint.update(entries);
             std::mem::forget(slot);
-            self.tick(table, now);
+            self.tick(table, hint, now);
         }
     }
 
@@ -294,6 +342,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     fn admit_new<Q>(
         &self,
         table: &mut Table<K, A>,
+        hint: &Hint,
         key: &Q,
         now: Nanos,
         admit: impl FnOnce(&A) -> Result<(), CheckError>,
@@ -303,7 +352,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         admit(&table.keys.alg)?;
-        if !self.reserve_slot(table, now) {
+        if !self.reserve_slot(table, hint, now) {
             return match self.on_full {
                 OnFull::Reject => Err(CheckError::KeyCapReached {
                     max_keys: self.max_keys,
@@ -337,7 +386,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     /// Counts a new key against the cap. At the cap, the shard is swept first if it has
     /// seen enough operations since its last sweep (refused keys count too), so a flood of
     /// new keys costs amortised O(1) each rather than a sweep each.
-    fn reserve_slot(&self, table: &mut Table<K, A>, now: Nanos) -> bool {
+    fn reserve_slot(&self, table: &mut Table<K, A>, hint: &Hint, now: Nanos) -> bool {
         if self.try_count_key() {
             return true;
         }
@@ -346,7 +395,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
             return false;
         }
         table.ops = 0;
-        self.sweep(table, now);
+        self.sweep(table, hint, now);
         self.try_count_key()
     }
 
@@ -366,7 +415,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     #[cfg(feature = "serde")]
     pub(crate) fn contains(&self, key: &K) -> bool {
         let (hash, shard) = self.locate(key);
-        let table = shard.lock();
+        let table = shard.0.lock();
         table.keys.entries.find(hash, |e| e.key == *key).is_some()
     }
 
@@ -382,7 +431,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
     #[cfg(feature = "serde")]
     pub(crate) fn upsert(&self, key: K, f: impl FnOnce(&A, &mut A::State)) -> bool {
         let (hash, shard) = self.locate(&key);
-        let mut table = shard.lock();
+        let mut table = shard.0.lock();
         let Keys { entries, alg } = &mut table.keys;
         if let Some(entry) = entries.find_mut(hash, |e| e.key == key) {
             f(alg, &mut entry.state);
@@ -394,6 +443,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         let mut state = alg.fresh();
         f(alg, &mut state);
         entries.insert_unique(hash, Entry { key, state }, |e| self.hasher.hash_one(&e.key));
+        shard.1.update(entries);
         true
     }
 
@@ -407,7 +457,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
 
     /// Counts an operation on the shard, sweeping it once enough have gone by.
     #[inline]
-    fn tick(&self, table: &mut Table<K, A>, now: Nanos) {
+    fn tick(&self, table: &mut Table<K, A>, hint: &Hint, now: Nanos) {
         table.ops += 1;
         if table.ops < MIN_SWEEP_INTERVAL {
             return;
@@ -417,12 +467,12 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
             || (since >= SWEEP_GAP_NANOS && table.ops > table.keys.entries.len() / 2)
         {
             table.ops = 0;
-            self.sweep(table, now);
+            self.sweep(table, hint, now);
         }
     }
 
     #[cold]
-    fn sweep(&self, table: &mut Table<K, A>, now: Nanos) {
+    fn sweep(&self, table: &mut Table<K, A>, hint: &Hint, now: Nanos) {
         table.swept_at = table.swept_at.max(now);
         let Keys { entries, alg } = &mut table.keys;
         let before = entries.len();
@@ -437,10 +487,12 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
             self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
             if entries.capacity() > 4 * entries.len() + 64 {
                 entries.shrink_to(entries.len() * 2, |e| self.hasher.hash_one(&e.key));
+                hint.update(entries);
             }
         }
     }
 }
 
+mod hint;
 #[cfg(test)]
 mod tests;

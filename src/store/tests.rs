@@ -34,6 +34,53 @@ fn a_trickle_of_traffic_reclaims_a_crowd_of_idle_keys() {
     assert_eq!(limiter.evictions(), 10_000);
 }
 
+/// Whether every shard's prefetch hint places each of its keys where the table keeps it.
+fn hints_match<K, A: Algorithm>(store: &Store<K, A>) -> bool {
+    store.shards.iter().all(|shard| {
+        let table = shard.0.lock();
+        let entries = &table.keys.entries;
+        entries.iter_buckets().all(|index| {
+            let actual = entries.get_bucket(index).map(|e| e as *const _ as usize);
+            actual == Some(shard.1.predict::<Entry<K, A::State>>(index, 0).0)
+        })
+    })
+}
+
+#[test]
+fn the_prefetch_hint_follows_the_table_as_it_grows_and_shrinks() {
+    let (clock, mock) = Clock::mock();
+    let limiter: KeyedLimiter<u64> =
+        KeyedLimiter::builder(Gcra::new(Rate::per_second(1_000).unwrap()))
+            .clock(clock)
+            .shards(2)
+            .build();
+    assert!(!limiter.store.worth_prefetching());
+    for key in 0..40_000u64 {
+        limiter.check(&key, 1).unwrap();
+        if key % 5_000 == 0 {
+            assert!(hints_match(&limiter.store), "after {key} keys");
+        }
+    }
+    assert!(hints_match(&limiter.store));
+    assert!(limiter.store.worth_prefetching());
+    let buckets = |l: &KeyedLimiter<u64>| -> usize {
+        let shards = l.store.shards.iter();
+        shards.map(|s| s.0.lock().keys.entries.num_buckets()).sum()
+    };
+    let grown = buckets(&limiter);
+    // The crowd goes idle; a few keys' traffic sweeps it away and shrinks the tables.
+    for _ in 0..40 {
+        mock.increment(Duration::from_millis(100));
+        for key in 0..100u64 {
+            limiter.check(&(1_000_000 + key), 1).unwrap();
+        }
+    }
+    assert_eq!(limiter.len(), 100);
+    assert!(buckets(&limiter) < grown / 8, "tables did not shrink");
+    assert!(hints_match(&limiter.store), "hint left on the old tables");
+    assert!(!limiter.store.worth_prefetching());
+}
+
 /// Where a field lies from the start of its shard, in bytes.
 fn offset<K, A: Algorithm, T>(shard: &Shard<K, A>, field: &T) -> usize {
     field as *const T as usize - shard as *const Shard<K, A> as usize
