@@ -8,8 +8,10 @@
 //! ```
 //!
 //! `who` is `ratewarden` or `governor`; `workload` is `allowed` or `denied` (unkeyed),
-//! `keys=<n>` (keyed, `n` keys in turn) or `policy` (three keyed scopes: ratewarden's
-//! atomic policy against three governor limiters in sequence). Set-up (building the
+//! `keys=<n>` (keyed, `n` keys in turn) or `policy` (three keyed scopes over 100 000
+//! requests: ratewarden's atomic policy against three governor limiters in sequence;
+//! `policy=<n>` over `n` requests, e.g. `policy=1000000`, or `policy=1000` for tables
+//! that stay in the cache). Set-up (building the
 //! limiters, calibrating the clock, a first check of every key) happens before the timed
 //! loop, which callgrind counts alone with the options above: divide by 1 000 000. The
 //! program prints the time per check.
@@ -44,7 +46,7 @@ struct Req {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(who), Some(workload)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: check_loop <ratewarden|governor> <allowed|denied|keys=N|policy>");
+        eprintln!("usage: check_loop <ratewarden|governor> <allowed|denied|keys=N|policy[=N]>");
         std::process::exit(2);
     };
     let rw = who == "ratewarden";
@@ -76,15 +78,22 @@ fn main() {
                 })
             }
         }
-        "policy" => {
+        w if w == "policy" || w.starts_with("policy=") => {
+            let n = match w.strip_prefix("policy=") {
+                None => 100_000,
+                Some(n) => n.parse().unwrap_or_else(|_| {
+                    eprintln!("policy=<n>: {n:?} is not a number");
+                    std::process::exit(2);
+                }),
+            };
             let (rate, quota) = per_hour(MANY);
-            let reqs: Vec<Req> = keys(100_000)
+            let reqs: Vec<Req> = keys(n)
                 .into_iter()
                 .enumerate()
                 .map(|(i, k)| Req {
                     key: k,
                     org: k % 1_000,
-                    video: k % 50_000 + i as u64 % 3,
+                    video: k % (n / 2).max(1) + i as u64 % 3,
                 })
                 .collect();
             let nth = |i: u64| &reqs[(i % reqs.len() as u64) as usize];

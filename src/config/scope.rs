@@ -153,13 +153,15 @@ fn keyed<A: Algorithm>(name: &str, alg: A, key: KeySpec, when: When) -> Scope<At
                 }
             })
         }
+        // The key is built (allocated) per check: not twice.
         KeySpec::Many(_) => Scope::keyed(name, alg, move |r: &Attributes| {
             if when.matches(r) {
                 key.values(r)
             } else {
                 None
             }
-        }),
+        })
+        .prefetch(false),
         KeySpec::Shared => Scope::with_limiter(name, UnkeyedLimiter::new(alg), move |r| {
             when.matches(r).then_some(())
         }),

@@ -49,6 +49,10 @@ pub(crate) trait Run<Req>: Send + Sync {
     /// takes any lock (see `store/hint.rs`); nothing for scopes without a table.
     #[inline(always)]
     fn prefetch(&self, _req: &Req) {}
+    /// Whether [`prefetch`](Self::prefetch) does anything: the walk calls it only then.
+    fn prefetches(&self) -> bool {
+        false
+    }
     fn refund(&self, req: &Req, cost: u64, now: Nanos);
     fn rate(&self) -> Rate;
     fn set_rate_at(&self, rate: Rate, now: Nanos) -> Result<(), LimitChangeError>;
@@ -231,6 +235,10 @@ where
             Some(Err(error)) => Held::Failed(error),
         };
         turn.finish(held, remains)
+    }
+
+    fn prefetches(&self) -> bool {
+        true
     }
 
     fn prefetch(&self, req: &Req) {

@@ -36,16 +36,15 @@ pub struct Scope<Req> {
     pub(crate) run: Box<dyn Run<Req>>,
     pub(crate) limit: Option<LimitFn<Req>>,
     pub(crate) shadow: bool,
+    /// Whether the walk calls [`Run::prefetch`] before taking any lock.
+    pub(crate) prefetch: bool,
 }
 
 impl<Req: 'static> Scope<Req> {
     /// A scope keyed by whatever `key` returns; keys should be cheap to clone (integers,
     /// small tuples, `Arc<str>`) — the key is passed to the limiter by reference.
     ///
-    /// `key` may run twice per check: once the scope tracks more keys than a core's
-    /// cache holds (16 384 with GCRA), the policy asks for every such scope's key before
-    /// it takes any lock, to start loading the keys' entries at once. It should return the
-    /// same key each time and be cheap (a field, a header read).
+    /// `key` may run twice per check: see [`prefetch`](Self::prefetch).
     ///
     /// With the `serde` feature, `Policy::snapshot` writes integer, text and IP-address
     /// keys, `Vec<String>` and pairs of integers or text as they are; for other tuples
@@ -69,7 +68,7 @@ impl<Req: 'static> Scope<Req> {
 
     /// A scope keyed by a value borrowed from the request (e.g. `&str` for a `String`
     /// key), so that checking an existing key allocates nothing. Like [`keyed`](Self::keyed)'s,
-    /// the extractor may run twice per check.
+    /// the extractor may run twice per check (see [`prefetch`](Self::prefetch)).
     pub fn keyed_by_ref<K, Q, A, F>(name: &str, alg: A, key: F) -> Self
     where
         K: Hash + Eq + Borrow<Q> + Send + Sync + 'static,
@@ -113,6 +112,7 @@ impl<Req: 'static> Scope<Req> {
     fn from_run(name: &str, run: impl Run<Req> + 'static) -> Self {
         Scope {
             name: Arc::from(name),
+            prefetch: run.prefetches(),
             run: Box::new(run),
             limit: None,
             shadow: false,
@@ -132,6 +132,26 @@ impl<Req: 'static> Scope<Req> {
     /// Evaluate and report this scope, but never deny because of it.
     pub fn shadow(mut self) -> Self {
         self.shadow = true;
+        self
+    }
+
+    /// Whether the policy may start loading this scope's entry before it takes its first
+    /// lock (on by default for [`keyed`](Self::keyed) and
+    /// [`keyed_by_ref`](Self::keyed_by_ref) scopes; other scopes have no table to load).
+    ///
+    /// A policy takes its scopes' locks one inside the other, and with tables larger than
+    /// a core's cache each scope's lookup would otherwise wait for the previous one's
+    /// cache miss. So once a scope tracks more than 256 KiB of entries (16 384 GCRA
+    /// states under `u64` keys, fewer under larger keys), a check first asks every such
+    /// scope for its key, hashes it and prefetches where its table keeps it, then walks
+    /// the scopes as always. The extractor then runs twice per check; in that first
+    /// pass it runs before the earlier scopes' extractors and [`limit_by`](Self::limit_by)
+    /// closures, also when an earlier scope then fails the check, and a panic in it
+    /// leaves the check before any scope is held. Turn prefetching off for an extractor
+    /// that allocates or does real work; it changes no decision either way. (Only on
+    /// x86-64: elsewhere nothing is prefetched and extractors run once.)
+    pub fn prefetch(mut self, on: bool) -> Self {
+        self.prefetch = on && self.run.prefetches();
         self
     }
 

@@ -31,7 +31,9 @@ impl<Req: 'static> Policy<Req> {
             error: None,
         };
         for scope in self.scopes.iter() {
-            scope.run.prefetch(req);
+            if scope.prefetch {
+                scope.run.prefetch(req);
+            }
         }
         if !walk.step(decision, 0) {
             if let Some(error) = walk.error.take() {

@@ -47,28 +47,31 @@ impl Hint {
         self.mask.store(mask, Ordering::Relaxed);
     }
 
-    /// Starts loading the control bytes and the first buckets probed for `hash`.
-    #[inline]
-    pub(super) fn prefetch<T>(&self, hash: u64) {
+    /// What to load for `hash`: the control bytes probed first, the first bucket probed
+    /// and the fourth (a key usually lies within the first few buckets of its probe,
+    /// and those two addresses span the lines they fill). `None` without a hint.
+    #[inline(always)]
+    pub(super) fn targets<T>(&self, hash: u64) -> Option<[usize; 3]> {
         let ctrl = self.ctrl.load(Ordering::Relaxed);
         if ctrl == 0 {
-            return;
+            return None;
         }
-        let pos = hash as usize & self.mask.load(Ordering::Relaxed);
-        // The first bucket probed, and the fourth: a key usually lies within the first
-        // few buckets of its probe, and those two addresses span the lines they fill.
-        let first = bucket::<T>(ctrl, pos);
-        touch(ctrl.wrapping_add(pos));
-        touch(first);
-        touch(bucket::<T>(ctrl, pos.wrapping_add(3)));
+        let mask = self.mask.load(Ordering::Relaxed);
+        let pos = hash as usize & mask;
+        Some([
+            ctrl.wrapping_add(pos),
+            bucket::<T>(ctrl, pos),
+            bucket::<T>(ctrl, pos.wrapping_add(3) & mask),
+        ])
     }
 
-    /// Where the hint places bucket `index`, and the bucket `hash` is probed at first.
+    /// Where the hint places bucket `index`, the bucket `hash` is probed at first, and
+    /// the mask it holds.
     #[cfg(test)]
-    pub(super) fn predict<T>(&self, index: usize, hash: u64) -> (usize, usize) {
+    pub(super) fn predict<T>(&self, index: usize, hash: u64) -> (usize, usize, usize) {
         let ctrl = self.ctrl.load(Ordering::Relaxed);
-        let pos = hash as usize & self.mask.load(Ordering::Relaxed);
-        (bucket::<T>(ctrl, index), pos)
+        let mask = self.mask.load(Ordering::Relaxed);
+        (bucket::<T>(ctrl, index), hash as usize & mask, mask)
     }
 }
 
@@ -82,7 +85,7 @@ fn bucket<T>(ctrl: usize, index: usize) -> usize {
 /// fault, whatever the address).
 #[inline(always)]
 #[allow(unsafe_code, unused_unsafe)]
-fn touch(address: usize) {
+pub(super) fn touch(address: usize) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `prefetcht0` reads no memory the program can observe and raises no fault
     // for any address; SSE is part of the x86-64 baseline.
@@ -121,7 +124,8 @@ mod tests {
             let hash = hasher.hash_one(key);
             let index = table.find_bucket_index(hash, |e| e.0 == key).unwrap();
             let entry = table.get_bucket(index).unwrap();
-            let (address, pos) = hint.predict::<(u64, u64)>(index, hash);
+            let (address, pos, hinted_mask) = hint.predict::<(u64, u64)>(index, hash);
+            assert_eq!(hinted_mask, mask);
             assert_eq!(address, entry as *const _ as usize, "bucket {index}");
             let offset = index.wrapping_sub(pos) & mask;
             assert!(offset < table.num_buckets());
@@ -139,7 +143,7 @@ mod tests {
         let hint = Hint::default();
         hint.update(&HashTable::<(u64, u64)>::new());
         assert_eq!(hint.ctrl.load(Ordering::Relaxed), 0);
-        hint.prefetch::<(u64, u64)>(u64::MAX);
+        assert_eq!(hint.targets::<(u64, u64)>(u64::MAX), None);
         // Any address may be prefetched, wrapping ones included.
         touch(0);
         touch(usize::MAX);

@@ -11,13 +11,13 @@
 //!   different keys of one shard rarely meet, and with eight shards per core (the
 //!   default, at most 64) two threads rarely share one; a waiter spins, yields, then
 //!   sleeps, and claims the next turn if it keeps finding the shard taken.
+//!   A [`Policy`](crate::Policy) holds one shard per scope while it decides the later
+//!   scopes; it takes them in declaration order, and each scope owns its limiter, so
+//!   checks may wait for each other but never in a cycle.
 //! - **Prefetch.** Beside its lock each shard keeps a hint of where its table lies
 //!   (`hint.rs`), so that a policy can start loading the entries of all its scopes' keys
 //!   before it takes the first lock: their cache misses overlap instead of following one
 //!   another through the nested locks.
-//!   A [`Policy`](crate::Policy) holds one shard per scope while it decides the later
-//!   scopes; it takes them in declaration order, and each scope owns its limiter, so
-//!   checks may wait for each other but never in a cycle.
 //! - **Eviction.** A key whose state is idle (indistinguishable from a fresh key) carries
 //!   no information, so dropping it loses nothing. Sweeps drop keys that have been idle
 //!   for at least [`IDLE_GRACE`] (one second), so that keys which refill between their
@@ -116,7 +116,9 @@ struct Keys<K, A: Algorithm> {
     alg: A,
 }
 
-#[repr(align(128))]
+/// `repr(C)`: the lock first (see [`Table`]), the prefetch hint — read by other cores
+/// without the lock — after the table, off the line every check writes.
+#[repr(C, align(128))]
 struct Shard<K, A: Algorithm>(Mutex<Table<K, A>>, Hint);
 
 /// A slot reserved under the key cap, given back when dropped (also when a closure
@@ -236,14 +238,28 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         K: Borrow<Q>,
         Q: Hash + ?Sized,
     {
+        for address in self.prefetch_targets(key).into_iter().flatten() {
+            hint::touch(address);
+        }
+    }
+
+    /// The addresses [`prefetch`](Self::prefetch) loads for `key`.
+    #[inline(always)]
+    fn prefetch_targets<Q>(&self, key: &Q) -> Option<[usize; 3]>
+    where
+        K: Borrow<Q>,
+        Q: Hash + ?Sized,
+    {
         let (hash, shard) = self.locate(key);
-        shard.1.prefetch::<Entry<K, A::State>>(hash);
+        shard.1.targets::<Entry<K, A::State>>(hash)
     }
 
     /// Whether the store tracks enough keys for [`prefetch`](Self::prefetch) to pay.
     #[inline]
     pub(crate) fn worth_prefetching(&self) -> bool {
-        self.len() >= PREFETCH_FROM_BYTES / std::mem::size_of::<Entry<K, A::State>>().max(1)
+        // Only x86-64 has the instruction here; elsewhere the pass would be pure cost.
+        cfg!(target_arch = "x86_64")
+            && self.len() >= PREFETCH_FROM_BYTES / std::mem::size_of::<Entry<K, A::State>>().max(1)
     }
 
     /// Runs `f` with the parameters and the key's state, if the key is tracked. For
