@@ -69,6 +69,8 @@ pub struct Policy<Req> {
     clock: Clock,
     names: Box<[Arc<str>]>,
     scopes: Box<[Scope<Req>]>,
+    /// Whether any scope prefetches ([`Scope::prefetch`]): if not, no pass before the walk.
+    prefetch: bool,
     stats: Stats,
 }
 
@@ -119,6 +121,7 @@ impl<Req: 'static> PolicyBuilder<Req> {
             name: self.name,
             clock: self.clock.unwrap_or_default(),
             names,
+            prefetch: self.scopes.iter().any(|s| s.prefetch),
             scopes: self.scopes.into_boxed_slice(),
             stats,
         }

@@ -30,8 +30,8 @@ impl<Req: 'static> Policy<Req> {
             admit,
             error: None,
         };
-        for scope in self.scopes.iter() {
-            if scope.prefetch {
+        if self.prefetch {
+            for scope in self.scopes.iter().filter(|s| s.prefetch) {
                 scope.run.prefetch(req);
             }
         }

@@ -238,8 +238,10 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         K: Borrow<Q>,
         Q: Hash + ?Sized,
     {
-        for address in self.prefetch_targets(key).into_iter().flatten() {
-            hint::touch(address);
+        if let Some([ctrl, first, fourth]) = self.prefetch_targets(key) {
+            hint::touch(ctrl);
+            hint::touch(first);
+            hint::touch(fourth);
         }
     }
 
