@@ -223,7 +223,10 @@ impl Clock {
     #[inline]
     fn reading(&self) -> Nanos {
         let elapsed = self.inner.delta_as_nanos(self.origin, self.inner.raw());
-        self.unix_at_origin.saturating_add(elapsed)
+        // Not saturating (one step less between the counter and a decision): a real
+        // clock starts at today's Unix time and would need five centuries of uptime to
+        // wrap, and the other modes guard their readings against going backwards.
+        self.unix_at_origin.wrapping_add(elapsed)
     }
 
     /// The current time as a [`SystemTime`], for headers that carry absolute timestamps.

@@ -82,6 +82,15 @@ impl Gcra {
     }
 }
 
+/// Whether a request of `step` (its cost in emission intervals) fits on top of
+/// `backlog` within the tolerance `tau`: `backlog + step <= tau`, without the addition,
+/// so that the test is one step shorter from the clock reading (`backlog` is the only
+/// term that depends on the time). Exact where the sum would overflow, too.
+#[inline(always)]
+fn fits(backlog: u64, step: u64, tau: u64) -> bool {
+    step <= tau && backlog <= tau - step
+}
+
 impl Algorithm for Gcra {
     fn pack(&self) -> Option<Packed> {
         let r = self.rate;
@@ -127,8 +136,9 @@ impl Algorithm for Gcra {
     fn decide(&self, tat: &mut u64, now: Nanos, cost: u64) -> Decision {
         let (t, tau, w) = (self.interval, self.tolerance, self.rate.window_nanos());
         let base = (*tat).max(now);
-        let new = base.saturating_add(cost.saturating_mul(t));
-        if new - now <= tau {
+        let step = cost.saturating_mul(t);
+        let new = base.saturating_add(step);
+        if fits(base - now, step, tau) {
             Decision::allow_scaled(self.burst, tau - (new - now), t, w, new - now)
         } else {
             let backlog = base - now;
@@ -139,7 +149,7 @@ impl Algorithm for Gcra {
                 t,
                 w,
                 backlog,
-                new - tau - now,
+                (new - now).saturating_sub(tau),
             )
         }
     }
@@ -149,8 +159,9 @@ impl Algorithm for Gcra {
     fn decide_and_commit(&self, tat: &mut u64, now: Nanos, cost: u64) -> Decision {
         let (t, tau, w) = (self.interval, self.tolerance, self.rate.window_nanos());
         let base = (*tat).max(now);
-        let new = base.saturating_add(cost.saturating_mul(t));
-        if new - now <= tau {
+        let step = cost.saturating_mul(t);
+        let new = base.saturating_add(step);
+        if fits(base - now, step, tau) {
             if cost > 0 {
                 // Below u64::MAX, which is never a state (snapshots refuse it).
                 *tat = new.min(u64::MAX - 1);
@@ -164,7 +175,7 @@ impl Algorithm for Gcra {
                 t,
                 w,
                 backlog,
-                new - tau - now,
+                (new - now).saturating_sub(tau),
             )
         }
     }
@@ -252,6 +263,19 @@ impl Algorithm for Gcra {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn fits_is_the_sum_test_without_overflow() {
+        let edges = [0, 1, 2, 1_000, u64::MAX / 2, u64::MAX - 1, u64::MAX];
+        for backlog in edges {
+            for step in edges {
+                for tau in edges {
+                    let wide = u128::from(backlog) + u128::from(step) <= u128::from(tau);
+                    assert_eq!(fits(backlog, step, tau), wide, "{backlog} {step} {tau}");
+                }
+            }
+        }
+    }
 
     const S: u64 = 1_000_000_000;
 
