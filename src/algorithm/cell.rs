@@ -28,7 +28,14 @@ pub trait StateCell: Send + Sync + 'static {
     /// may run `f` more than once (on a lost race), so `f` must have no side effects
     /// besides the state it is given, and what it reads must not change without the
     /// state's lock being taken.
-    fn update<R>(&self, f: impl FnMut(&mut Self::State) -> R) -> R;
+    fn update<R>(&self, mut f: impl FnMut(&mut Self::State) -> R) -> R {
+        self.update_marked(|state| (f(state), false))
+    }
+    /// [`update`](Self::update) where `f` also says whether it surely changed the state
+    /// (`true`: store it without comparing it with the state read, so that the store
+    /// waits on nothing but that flag; `false`: store it if it differs). Saying `true`
+    /// of a state left as it was only costs a store.
+    fn update_marked<R>(&self, f: impl FnMut(&mut Self::State) -> (R, bool)) -> R;
 }
 
 impl<S: Send + 'static> StateCell for Mutex<S> {
@@ -44,8 +51,8 @@ impl<S: Send + 'static> StateCell for Mutex<S> {
     }
 
     #[inline]
-    fn update<R>(&self, mut f: impl FnMut(&mut S) -> R) -> R {
-        f(&mut Mutex::lock(self))
+    fn update_marked<R>(&self, mut f: impl FnMut(&mut S) -> (R, bool)) -> R {
+        f(&mut Mutex::lock(self)).0
     }
 }
 
@@ -203,7 +210,7 @@ impl<S: Words> StateCell for SeqCell<S> {
     }
 
     #[inline]
-    fn update<R>(&self, mut f: impl FnMut(&mut S) -> R) -> R {
+    fn update_marked<R>(&self, mut f: impl FnMut(&mut S) -> (R, bool)) -> R {
         let mut spins = 0;
         loop {
             let seen = self.seq.load(Ordering::Acquire);
@@ -212,8 +219,8 @@ impl<S: Words> StateCell for SeqCell<S> {
                 fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == seen {
                     let mut state = S::from_words(words);
-                    let result = f(&mut state);
-                    if Self::same(&state.to_words(), &words) {
+                    let (result, changed) = f(&mut state);
+                    if !changed && Self::same(&state.to_words(), &words) {
                         // Nothing to write, but `f` may have read what a lock holder
                         // changes along with the state (an unkeyed limiter's live
                         // parameters): its result stands only if nobody took the cell

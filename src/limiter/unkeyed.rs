@@ -113,10 +113,14 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
         // change can come between them and the state (see `params.rs`): under its lock,
         // or in an optimistic update that commits only if nobody took the cell since it
         // read the state. A denial writes nothing.
-        self.cell.update(|state| {
+        // An allowed check of a cost above 0 changes the state: it is stored as soon as
+        // the decision is known, without comparing it with the state read first.
+        self.cell.update_marked(|state| {
             self.alg.with(|alg| {
-                check_cost(alg, cost)?;
-                Ok(alg.decide_and_commit(state, now, cost))
+                let decision =
+                    check_cost(alg, cost).map(|()| alg.decide_and_commit(state, now, cost));
+                let changed = matches!(&decision, Ok(d) if d.is_allowed());
+                (decision, changed)
             })
         })
     }
