@@ -5,7 +5,9 @@
 //!
 //! Every algorithm file has the same shape: its parameters type (which implements
 //! [`Algorithm`]), its per-key state type, the pure [`Algorithm::decide`] and
-//! [`Algorithm::commit`] functions, and its tests.
+//! [`Algorithm::commit`] functions, and its tests (inline in `gcra.rs`; for the others,
+//! in a `tests.rs` beside the file, such as `fixed_window/tests.rs` or
+//! `calendar/tests.rs`).
 //!
 //! | algorithm | state per key | exactness |
 //! |---|---|---|
