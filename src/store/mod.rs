@@ -24,27 +24,27 @@
 //!   own requests are not dropped and re-inserted on every visit. Each shard counts the
 //!   operations that consume on it (checks, and transactions that commit; peeks and
 //!   refunds count nothing and never sweep, since they may ask about any time, later
-//!   than the clock's included). The operation that finds a sweep due runs it (`retain`
-//!   of non-idle keys, then a shrink if the table is mostly empty). A sweep is due once
-//!   the operations since the last one reach half the shard's size and a quarter of the
-//!   grace period has passed (amortised O(1) per operation, at most four passes a second
-//!   over a busy shard), or once two grace periods have passed and the shard has seen at
-//!   least a few dozen operations (so that a trickle of traffic still reclaims a large
-//!   crowd of idle keys within seconds: at most one pass over the shard every two
-//!   seconds). No background thread and no user call: memory follows the *active* key
-//!   set.
+//!   than the clock's included). The operation that finds a sweep due runs it
+//!   (`sweep.rs`: `retain` of non-idle keys, then a shrink if the table is mostly
+//!   empty). A sweep is due once the operations since the last one reach half the
+//!   shard's size and a quarter of the grace period has passed (amortised O(1) per
+//!   operation, at most four passes a second over a busy shard), or once two grace
+//!   periods have passed and the shard has seen at least a few dozen operations (so that
+//!   a trickle of traffic still reclaims a large crowd of idle keys within seconds: at
+//!   most one pass over the shard every two seconds). No background thread and no user
+//!   call: memory follows the *active* key set.
 //! - **Key cap.** [`max_keys`](crate::KeyedBuilder::max_keys) bounds the number of keys
-//!   against key spraying. A new key is stored only when its request consumes: a policy
-//!   check that another scope denies reserves a slot while it decides and gives it
-//!   back, and a peek reserves none. A new key at the cap triggers a sweep of its shard if the
-//!   shard has seen half its size in operations since its last sweep (refused keys
-//!   count), which keeps a flood of new keys at amortised O(1) each. Idle keys in other
-//!   shards are reclaimed as traffic reaches those shards, so just after many keys go
-//!   idle a new key can be refused a few times before room is found. If the store is
-//!   still full, [`OnFull`] decides: refuse the request with
-//!   [`CheckError::KeyCapReached`] (the default), or judge it against a fresh state that is
-//!   not kept. Keys already tracked are never displaced, so a flood of new keys cannot
-//!   reset the budget of an existing abuser.
+//!   against key spraying. A new key is stored only when its request consumes
+//!   (`new_key.rs`): a policy check that another scope denies reserves a slot while it
+//!   decides and gives it back, and a peek reserves none. A new key at the cap triggers
+//!   a sweep of its shard if the shard has seen half its size in operations since its
+//!   last sweep (refused keys count), which keeps a flood of new keys at amortised O(1)
+//!   each. Idle keys in other shards are reclaimed as traffic reaches those shards, so
+//!   just after many keys go idle a new key can be refused a few times before room is
+//!   found. If the store is still full, [`OnFull`] decides: refuse the request with
+//!   [`CheckError::KeyCapReached`] (the default), or judge it against a fresh state
+//!   that is not kept. Keys already tracked are never displaced, so a flood of new keys
+//!   cannot reset the budget of an existing abuser.
 //! - **Live limit changes.** Each shard keeps its own copy of the algorithm's parameters
 //!   under the lock a check already takes, so reading them costs nothing extra.
 //!   [`Store::set_algorithm`] takes each shard's lock in turn, carries every key's state
@@ -60,6 +60,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use hashbrown::HashTable;
 
 use hint::Hint;
+pub use sweep::IDLE_GRACE;
 
 use crate::algorithm::Algorithm;
 use crate::shard_lock::Mutex;
@@ -121,24 +122,6 @@ struct Keys<K, A: Algorithm> {
 #[repr(C, align(128))]
 struct Shard<K, A: Algorithm>(Mutex<Table<K, A>>, Hint);
 
-/// A slot reserved under the key cap, given back when dropped (also when a closure
-/// deciding for the new key panics) unless the key was stored.
-struct Reserved<'a>(&'a AtomicUsize);
-
-impl Drop for Reserved<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A key met for the first time, decided on a fresh state. With a slot reserved under the
-/// key cap, the key and its state are stored if the request consumes; without one (at
-/// the cap under [`OnFull::AllowUntracked`]) they never are.
-struct New<'a, K, S> {
-    state: S,
-    stored: Option<(Reserved<'a>, K)>,
-}
-
 /// Sharded per-key state for one algorithm.
 pub(crate) struct Store<K, A: Algorithm> {
     shards: Box<[Shard<K, A>]>,
@@ -154,23 +137,6 @@ pub(crate) struct Store<K, A: Algorithm> {
 /// smaller tables mostly stay in a core's cache, where a prefetch would only cost its
 /// own work (for GCRA's 16-byte entries, 16 384 keys).
 const PREFETCH_FROM_BYTES: usize = 256 << 10;
-
-/// How long a key must have been idle before a sweep drops it.
-pub const IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-const IDLE_GRACE_NANOS: u64 = IDLE_GRACE.as_nanos() as u64;
-
-/// Operations a shard absorbs before it sweeps, at the least.
-const MIN_SWEEP_INTERVAL: usize = 64;
-
-/// Time between two sweeps of a shard driven by its traffic, at the least: keys become
-/// evictable only [`IDLE_GRACE`] after their last use, so sweeping a busy shard more
-/// often finds little and costs a pass over its keys each time.
-const SWEEP_GAP_NANOS: u64 = IDLE_GRACE_NANOS / 4;
-
-/// Time after which a shard that sees any traffic sweeps, however little: keys that went
-/// idle together are reclaimed even when the traffic after them is a fraction of their
-/// number.
-const SWEEP_PERIOD_NANOS: u64 = 2 * IDLE_GRACE_NANOS;
 
 impl<K, A: Algorithm> Store<K, A> {
     pub(crate) fn len(&self) -> usize {
@@ -329,65 +295,6 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         Ok(result)
     }
 
-    /// Stores a new key whose request consumed, if it has a slot.
-    #[cold]
-    #[inline(never)]
-    fn store_new(
-        &self,
-        table: &mut Table<K, A>,
-        hint: &Hint,
-        hash: u64,
-        new: New<'_, K, A::State>,
-        now: Nanos,
-    ) {
-        if let Some((slot, key)) = new.stored {
-            let entry = Entry {
-                key,
-                state: new.state,
-            };
-            let entries = &mut table.keys.entries;
-            entries.insert_unique(hash, entry, |e| self.hasher.hash_one(&e.key));
-            hint.update(entries);
-            std::mem::forget(slot);
-            self.tick(table, hint, now);
-        }
-    }
-
-    /// For [`with_state`](Self::with_state), a key that is not tracked yet: `admit`
-    /// refuses the request, the key cap the key, or the key gets a slot.
-    #[cold]
-    #[inline(never)]
-    fn admit_new<Q>(
-        &self,
-        table: &mut Table<K, A>,
-        hint: &Hint,
-        key: &Q,
-        now: Nanos,
-        admit: impl FnOnce(&A) -> Result<(), CheckError>,
-    ) -> Result<New<'_, K, A::State>, CheckError>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        admit(&table.keys.alg)?;
-        if !self.reserve_slot(table, hint, now) {
-            return match self.on_full {
-                OnFull::Reject => Err(CheckError::KeyCapReached {
-                    max_keys: self.max_keys,
-                }),
-                OnFull::AllowUntracked => Ok(New {
-                    state: table.keys.alg.fresh(),
-                    stored: None,
-                }),
-            };
-        }
-        let slot = Reserved(&self.len);
-        Ok(New {
-            state: table.keys.alg.fresh(),
-            stored: Some((slot, key.to_owned())),
-        })
-    }
-
     /// Replaces the parameters, carrying every key's state over to `next` at `now`; see
     /// the module docs.
     pub(crate) fn set_algorithm(&self, next: &A, now: Nanos) {
@@ -399,22 +306,6 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
             }
             *alg = next.clone();
         }
-    }
-
-    /// Counts a new key against the cap. At the cap, the shard is swept first if it has
-    /// seen enough operations since its last sweep (refused keys count too), so a flood of
-    /// new keys costs amortised O(1) each rather than a sweep each.
-    fn reserve_slot(&self, table: &mut Table<K, A>, hint: &Hint, now: Nanos) -> bool {
-        if self.try_count_key() {
-            return true;
-        }
-        table.ops += 1;
-        if table.ops <= table.keys.entries.len() / 2 {
-            return false;
-        }
-        table.ops = 0;
-        self.sweep(table, hint, now);
-        self.try_count_key()
     }
 
     /// Calls `f` with each shard's parameters on every tracked key and its state, one
@@ -464,53 +355,10 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         shard.1.update(entries);
         true
     }
-
-    fn try_count_key(&self) -> bool {
-        if self.len.fetch_add(1, Ordering::Relaxed) < self.max_keys {
-            return true;
-        }
-        self.len.fetch_sub(1, Ordering::Relaxed);
-        false
-    }
-
-    /// Counts an operation on the shard, sweeping it once enough have gone by.
-    #[inline]
-    fn tick(&self, table: &mut Table<K, A>, hint: &Hint, now: Nanos) {
-        table.ops += 1;
-        if table.ops < MIN_SWEEP_INTERVAL {
-            return;
-        }
-        let since = now.saturating_sub(table.swept_at);
-        if since >= SWEEP_PERIOD_NANOS
-            || (since >= SWEEP_GAP_NANOS && table.ops > table.keys.entries.len() / 2)
-        {
-            table.ops = 0;
-            self.sweep(table, hint, now);
-        }
-    }
-
-    #[cold]
-    fn sweep(&self, table: &mut Table<K, A>, hint: &Hint, now: Nanos) {
-        table.swept_at = table.swept_at.max(now);
-        let Keys { entries, alg } = &mut table.keys;
-        let before = entries.len();
-        // Idle as of a grace period ago: keys that come back within it stay, so a key
-        // whose quota refills between their own requests is not dropped and re-inserted on
-        // every visit (GCRA keys are idle one emission interval after a request).
-        let idle_since = now.saturating_sub(IDLE_GRACE_NANOS);
-        entries.retain(|e| !alg.is_idle(&e.state, idle_since));
-        let removed = before - entries.len();
-        if removed > 0 {
-            self.len.fetch_sub(removed, Ordering::Relaxed);
-            self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
-            if entries.capacity() > 4 * entries.len() + 64 {
-                entries.shrink_to(entries.len() * 2, |e| self.hasher.hash_one(&e.key));
-                hint.update(entries);
-            }
-        }
-    }
 }
 
 mod hint;
+mod new_key;
+mod sweep;
 #[cfg(test)]
 mod tests;
