@@ -61,6 +61,7 @@
 //! at the first mistake. Only a document the format itself cannot read (a syntax error)
 //! fails in the format crate.
 
+mod algorithm;
 mod attributes;
 mod build;
 mod error;
