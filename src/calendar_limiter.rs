@@ -205,8 +205,14 @@ where
         limit: Option<u64>,
         then: &mut dyn FnMut(&Decision) -> bool,
     ) -> Result<Decision, CheckError> {
-        self.inner
-            .transact_peek_with(|q| anchored_with(q, key.1, limit), &key.0, cost, now, then)
+        self.inner.transact_peek_with(
+            |q| anchored_with(q, key.1, limit),
+            &key.0,
+            None,
+            cost,
+            now,
+            then,
+        )
     }
 
     fn tracked_keys(&self) -> usize {

@@ -48,7 +48,10 @@ pub(crate) trait Run<Req>: Send + Sync {
     /// Starts loading the memory this scope's step will read for `req`, before the walk
     /// takes any lock (see `store/hint.rs`); nothing for scopes without a table.
     #[inline(always)]
-    fn prefetch(&self, _req: &Req) {}
+    /// Returns the key's hash, if it computed one, for the step to look the key up with.
+    fn prefetch(&self, _req: &Req) -> Option<u64> {
+        None
+    }
     /// Whether [`prefetch`](Self::prefetch) does anything: the walk calls it only then.
     fn prefetches(&self) -> bool {
         false
@@ -218,16 +221,22 @@ where
     ) -> bool {
         let mut turn = Turn::new(scope, walk, out, i);
         let (req, cost, now, limit, peek) = turn.request();
+        let hashed = turn.hash();
         let mut remains = None;
         let outcome = self.key.with_key(req, |key| match peek {
             true => self
                 .limiter
-                .transact_peek(key, cost, now, limit, &mut |d| turn.decided(d))
+                .transact_peek_hashed(key, hashed, cost, now, limit, &mut |d| turn.decided(d))
                 .map(|left| remains = Some(left)),
-            false => {
-                self.limiter
-                    .transact_into(key, cost, now, limit, |d| turn.decided(d), &mut remains)
-            }
+            false => self.limiter.transact_into(
+                key,
+                hashed,
+                cost,
+                now,
+                limit,
+                |d| turn.decided(d),
+                &mut remains,
+            ),
         });
         let held = match outcome {
             None => Held::Skipped,
@@ -241,11 +250,12 @@ where
         true
     }
 
-    fn prefetch(&self, req: &Req) {
-        if self.limiter.store.worth_prefetching() {
-            self.key
-                .with_key(req, |key| self.limiter.store.prefetch(key));
+    fn prefetch(&self, req: &Req) -> Option<u64> {
+        if !self.limiter.store.worth_prefetching() {
+            return None;
         }
+        self.key
+            .with_key(req, |key| self.limiter.store.prefetch(key))
     }
 
     fn refund(&self, req: &Req, cost: u64, now: Nanos) {

@@ -143,8 +143,10 @@ impl<Req: 'static> Scope<Req> {
     /// a core's cache each scope's lookup would otherwise wait for the previous one's
     /// cache miss. So once a scope tracks more than 256 KiB of entries (16 384 GCRA
     /// states under `u64` keys, fewer under larger keys), a check first asks every such
-    /// scope for its key, hashes it and prefetches where its table keeps it, then walks
-    /// the scopes as always. The extractor then runs twice per check; in that first
+    /// scope among the policy's first eight for its key, hashes it and prefetches where
+    /// its table keeps it, then walks the scopes as always, looking each key up with the
+    /// hash it has (a hash that finds nothing is checked against the key before the key
+    /// counts as new). The extractor then runs twice per check; in that first
     /// pass it runs before the earlier scopes' extractors and [`limit_by`](Self::limit_by)
     /// closures, also when an earlier scope then fails the check, and a panic in it
     /// leaves the check before any scope is held. Turn prefetching off for an extractor

@@ -29,10 +29,14 @@ impl<Req: 'static> Policy<Req> {
             commit,
             admit,
             error: None,
+            hashes: [None; PREFETCHED],
         };
         if self.prefetch {
-            for scope in self.scopes.iter().filter(|s| s.prefetch) {
-                scope.run.prefetch(req);
+            let scopes = self.scopes.iter().take(PREFETCHED);
+            for (hash, scope) in walk.hashes.iter_mut().zip(scopes) {
+                if scope.prefetch {
+                    *hash = scope.run.prefetch(req);
+                }
             }
         }
         if !walk.step(decision, 0) {
@@ -58,7 +62,14 @@ pub(crate) struct Walk<'p, 'r, 'a, Req> {
     admit: Option<&'a mut dyn FnMut() -> bool>,
     /// Why the walk failed, once a step returned `false`.
     error: Option<PolicyError>,
+    /// The hash of each of the first scopes' keys, if the prefetch pass computed it: the
+    /// scope's step looks its key up with it instead of hashing the key again.
+    hashes: [Option<u64>; PREFETCHED],
 }
+
+/// How many scopes, from the first, a policy prefetches (as many as a decision keeps
+/// reports for without allocating).
+pub(crate) const PREFETCHED: usize = 8;
 
 impl<'p, Req> Walk<'p, '_, '_, Req> {
     /// Decides scope `i` and, from inside its transaction, the scopes after it (see
@@ -124,6 +135,12 @@ impl<'w, 'p, 'r, 'a, Req> Turn<'w, 'p, 'r, 'a, Req> {
         let walk = &*self.walk;
         let limit = self.scope.limit.as_ref().and_then(|limit| limit(walk.req));
         (walk.req, walk.cost, walk.now, limit, !walk.commit)
+    }
+
+    /// The hash of this scope's key from the prefetch pass, if it computed one.
+    #[inline(always)]
+    pub(crate) fn hash(&self) -> Option<u64> {
+        self.walk.hashes.get(self.i).copied().flatten()
     }
 
     /// The continuation is about to run (again, for a user limiter that calls it more

@@ -186,40 +186,63 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
 
     #[inline]
     fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &Shard<K, A>) {
-        let hash = self.hasher.hash_one(key);
+        self.locate_hashed(key, None)
+    }
+
+    /// [`locate`](Self::locate) with the key's hash if the caller has it already.
+    #[inline]
+    fn locate_hashed<Q: Hash + ?Sized>(&self, key: &Q, hashed: Option<u64>) -> (u64, &Shard<K, A>) {
+        let hash = match hashed {
+            Some(hash) => hash,
+            None => self.hasher.hash_one(key),
+        };
         // The table uses the low bits for the slot and the top 7 for its tags; take the
         // shard from bits in between so the three stay independent.
         (hash, &self.shards[(hash >> 40) as usize & self.mask])
     }
 
+    /// Whether `hashed`, a hash the caller gave with `key`, might not be `key`'s: checked
+    /// (out of line) only when a lookup with it found nothing, before the key is taken as
+    /// untracked. A caller's hash comes from a policy's prefetch pass, which extracted
+    /// the key separately: an extractor that returned another key then must not make
+    /// this one look new (nor store it where lookups will not find it).
+    #[cold]
+    #[inline(never)]
+    fn misdirected<Q: Hash + ?Sized>(&self, key: &Q, hashed: Option<u64>) -> bool {
+        hashed.is_some_and(|hash| self.hasher.hash_one(key) != hash)
+    }
+
     /// Starts loading the table's memory where `key` would be, without taking its lock
-    /// (see `hint.rs`): a policy prefetches every scope's key before it takes the first
-    /// lock, so that the scopes' cache misses overlap.
+    /// (see `hint.rs`), and returns the key's hash for the lookup that follows (see
+    /// [`with_state_hashed`](Self::with_state_hashed)): a policy prefetches every scope's
+    /// key before it takes the first lock, so that the scopes' cache misses overlap.
     ///
     /// Only worth it once the entries outgrow a core's cache: see
     /// [`worth_prefetching`](Self::worth_prefetching).
     #[inline]
-    pub(crate) fn prefetch<Q>(&self, key: &Q)
+    pub(crate) fn prefetch<Q>(&self, key: &Q) -> u64
     where
         K: Borrow<Q>,
         Q: Hash + ?Sized,
     {
-        if let Some([ctrl, first, fourth]) = self.prefetch_targets(key) {
+        let (hash, targets) = self.prefetch_targets(key);
+        if let Some([ctrl, first, fourth]) = targets {
             hint::touch(ctrl);
             hint::touch(first);
             hint::touch(fourth);
         }
+        hash
     }
 
-    /// The addresses [`prefetch`](Self::prefetch) loads for `key`.
+    /// `key`'s hash and the addresses [`prefetch`](Self::prefetch) loads for it.
     #[inline(always)]
-    fn prefetch_targets<Q>(&self, key: &Q) -> Option<[usize; 3]>
+    fn prefetch_targets<Q>(&self, key: &Q) -> (u64, Option<[usize; 3]>)
     where
         K: Borrow<Q>,
         Q: Hash + ?Sized,
     {
         let (hash, shard) = self.locate(key);
-        shard.1.targets::<Entry<K, A::State>>(hash)
+        (hash, shard.1.targets::<Entry<K, A::State>>(hash))
     }
 
     /// Whether the store tracks enough keys for [`prefetch`](Self::prefetch) to pay.
@@ -243,11 +266,33 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (hash, shard) = self.locate(key);
-        let mut table = shard.0.lock();
-        let Keys { entries, alg } = &mut table.keys;
-        let entry = entries.find_mut(hash, |e| e.key.borrow() == key);
-        f(alg, entry.map(|e| &mut e.state))
+        self.with_existing_hashed(key, None, f)
+    }
+
+    /// [`with_existing`](Self::with_existing) with `key`'s hash if the caller has it
+    /// ([`prefetch`](Self::prefetch) returned it), so that the key is hashed once.
+    #[inline]
+    pub(crate) fn with_existing_hashed<Q, R>(
+        &self,
+        key: &Q,
+        mut hashed: Option<u64>,
+        f: impl FnOnce(&A, Option<&mut A::State>) -> R,
+    ) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        loop {
+            let (hash, shard) = self.locate_hashed(key, hashed);
+            let mut table = shard.0.lock();
+            let Keys { entries, alg } = &mut table.keys;
+            let entry = entries.find_mut(hash, |e| e.key.borrow() == key);
+            if entry.is_none() && self.misdirected(key, hashed) {
+                hashed = None;
+                continue;
+            }
+            return f(alg, entry.map(|e| &mut e.state));
+        }
     }
 
     /// Runs `f` with the parameters and the key's state (a fresh state for a new key).
@@ -268,31 +313,57 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> Store<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let (hash, shard) = self.locate(key);
-        let (mut guard, hint) = (shard.0.lock(), &shard.1);
-        let table = &mut *guard;
-        let mut new = None;
-        let state = match table.keys.entries.find_mut(hash, |e| e.key.borrow() == key) {
-            Some(entry) => &mut entry.state,
-            None => {
-                &mut new
-                    .insert(self.admit_new(table, hint, key, now, admit)?)
-                    .state
+        self.with_state_hashed(key, None, now, admit, f)
+    }
+
+    /// [`with_state`](Self::with_state) with `key`'s hash if the caller has it
+    /// ([`prefetch`](Self::prefetch) returned it), so that the key is hashed once; a
+    /// hash that finds nothing is checked before the key is taken as new.
+    #[inline]
+    pub(crate) fn with_state_hashed<Q, R>(
+        &self,
+        key: &Q,
+        mut hashed: Option<u64>,
+        now: Nanos,
+        admit: impl FnOnce(&A) -> Result<(), CheckError>,
+        f: impl FnOnce(&A, &mut A::State) -> Result<(R, bool), CheckError>,
+    ) -> Result<R, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        loop {
+            let (hash, shard) = self.locate_hashed(key, hashed);
+            let (mut guard, hint) = (shard.0.lock(), &shard.1);
+            let table = &mut *guard;
+            let mut new = None;
+            let state = match table.keys.entries.find_mut(hash, |e| e.key.borrow() == key) {
+                Some(entry) => &mut entry.state,
+                None => {
+                    if self.misdirected(key, hashed) {
+                        hashed = None;
+                        continue;
+                    }
+                    &mut new
+                        .insert(self.admit_new(table, hint, key, now, admit)?)
+                        .state
+                }
+            };
+            // `f` has this one call site, new key or not, so that it is inlined here in
+            // every build. A new key's state is stored only if `f` consumed: a
+            // transaction declined by a later scope (or one that panics) leaves the key
+            // untracked, and dropping `new` gives its slot back. Its key was owned before
+            // `f` runs: a policy's later scopes commit inside `f`, so nothing that can
+            // fail may come after it.
+            let (result, consumed) = f(&table.keys.alg, state)?;
+            if consumed {
+                match new {
+                    None => self.tick(table, hint, now),
+                    Some(new) => self.store_new(table, hint, hash, new, now),
+                }
             }
-        };
-        // `f` has this one call site, new key or not, so that it is inlined here in every
-        // build. A new key's state is stored only if `f` consumed: a transaction declined
-        // by a later scope (or one that panics) leaves the key untracked, and dropping
-        // `new` gives its slot back. Its key was owned before `f` runs: a policy's later
-        // scopes commit inside `f`, so nothing that can fail may come after it.
-        let (result, consumed) = f(&table.keys.alg, state)?;
-        if consumed {
-            match new {
-                None => self.tick(table, hint, now),
-                Some(new) => self.store_new(table, hint, hash, new, now),
-            }
+            return Ok(result);
         }
-        Ok(result)
     }
 
     /// Replaces the parameters, carrying every key's state over to `next` at `now`; see

@@ -237,7 +237,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         if cost == 0 {
             return self.transact_peek(key, 0, now, limit, then);
         }
-        self.transact_by(key, cost, now, limit, |alg, state| {
+        self.transact_by(key, None, cost, now, limit, |alg, state| {
             decide_then(alg, state, now, cost, then)
         })
     }

@@ -27,7 +27,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         if cost == 0 {
-            return self.transact_peek_with(vary, key, 0, now, then);
+            return self.transact_peek_with(vary, key, None, 0, now, then);
         }
         self.store.with_state(
             key,
@@ -42,11 +42,14 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
     }
 
     /// [`transact`](Self::transact) for a policy's walk: the decision goes to `then`
-    /// only, and when `then` declines, what remains goes to `remains`.
+    /// only, and when `then` declines, what remains goes to `remains`. `hashed` is the
+    /// key's hash if the walk's prefetch pass computed it.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn transact_into<Q>(
         &self,
         key: &Q,
+        hashed: Option<u64>,
         cost: u64,
         now: Nanos,
         limit: Option<u64>,
@@ -58,10 +61,10 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         if cost == 0 {
-            *remains = Some(self.transact_peek(key, cost, now, limit, &mut then)?);
+            *remains = Some(self.transact_peek_hashed(key, hashed, cost, now, limit, &mut then)?);
             return Ok(());
         }
-        self.transact_by(key, cost, now, limit, |alg, state| {
+        self.transact_by(key, hashed, cost, now, limit, |alg, state| {
             let decision = alg.peek(state, now, cost);
             let go = then(&decision);
             // Only a declined request's state is copied out.
@@ -79,6 +82,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
     pub(super) fn transact_by<Q, R>(
         &self,
         key: &Q,
+        hashed: Option<u64>,
         cost: u64,
         now: Nanos,
         limit: Option<u64>,
@@ -89,11 +93,12 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let admit = |alg: &A| check_cost(&*with_limit(alg, limit)?, cost);
-        self.store.with_state(key, now, admit, |alg, state| {
-            let alg = with_limit(alg, limit)?;
-            check_cost(&*alg, cost)?;
-            Ok(decide(&alg, state))
-        })
+        self.store
+            .with_state_hashed(key, hashed, now, admit, |alg, state| {
+                let alg = with_limit(alg, limit)?;
+                check_cost(&*alg, cost)?;
+                Ok(decide(&alg, state))
+            })
     }
 
     /// [`Limiter::transact_peek`](crate::Limiter::transact_peek) with a key borrowed from the one stored.
@@ -109,8 +114,25 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.transact_peek_hashed(key, None, cost, now, limit, then)
+    }
+
+    /// [`transact_peek`](Self::transact_peek) with the key's hash if the caller has it.
+    pub(crate) fn transact_peek_hashed<Q>(
+        &self,
+        key: &Q,
+        hashed: Option<u64>,
+        cost: u64,
+        now: Nanos,
+        limit: Option<u64>,
+        then: &mut dyn FnMut(&Decision) -> bool,
+    ) -> Result<Decision, CheckError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let vary = |alg: &A| with_limit(alg, limit).map(Cow::into_owned);
-        self.transact_peek_with(vary, key, cost, now, then)
+        self.transact_peek_with(vary, key, hashed, cost, now, then)
     }
 
     /// [`transact_peek`](Self::transact_peek) judged by `vary(alg)`; see
@@ -119,6 +141,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         &self,
         vary: impl FnOnce(&A) -> Result<A, CheckError>,
         key: &Q,
+        hashed: Option<u64>,
         cost: u64,
         now: Nanos,
         then: &mut dyn FnMut(&Decision) -> bool,
@@ -127,7 +150,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, A: Algorithm> KeyedLimiter<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.store.with_existing(key, |alg, state| {
+        self.store.with_existing_hashed(key, hashed, |alg, state| {
             let alg = vary(alg)?;
             check_cost(&alg, cost)?;
             Ok(decide_peek(&alg, state, now, cost, then))
