@@ -99,7 +99,9 @@ impl Clock {
         Clock {
             inner,
             origin,
-            unix_at_origin: u64::try_from(unix.as_nanos()).unwrap_or(u64::MAX / 2),
+            // At most half the range: readings add elapsed time without saturating.
+            unix_at_origin: u64::try_from(unix.as_nanos())
+                .map_or(u64::MAX / 2, |n| n.min(u64::MAX / 2)),
             mode: Mode::Monotonic,
         }
     }

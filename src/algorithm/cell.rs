@@ -28,14 +28,15 @@ pub trait StateCell: Send + Sync + 'static {
     /// may run `f` more than once (on a lost race), so `f` must have no side effects
     /// besides the state it is given, and what it reads must not change without the
     /// state's lock being taken.
-    fn update<R>(&self, mut f: impl FnMut(&mut Self::State) -> R) -> R {
-        self.update_marked(|state| (f(state), false))
-    }
+    fn update<R>(&self, f: impl FnMut(&mut Self::State) -> R) -> R;
     /// [`update`](Self::update) where `f` also says whether it surely changed the state
     /// (`true`: store it without comparing it with the state read, so that the store
     /// waits on nothing but that flag; `false`: store it if it differs). Saying `true`
-    /// of a state left as it was only costs a store.
-    fn update_marked<R>(&self, f: impl FnMut(&mut Self::State) -> (R, bool)) -> R;
+    /// of a state left as it was only costs a store. By default, `update` (the mark
+    /// unused).
+    fn update_marked<R>(&self, mut f: impl FnMut(&mut Self::State) -> (R, bool)) -> R {
+        self.update(|state| f(state).0)
+    }
 }
 
 impl<S: Send + 'static> StateCell for Mutex<S> {
@@ -51,8 +52,8 @@ impl<S: Send + 'static> StateCell for Mutex<S> {
     }
 
     #[inline]
-    fn update_marked<R>(&self, mut f: impl FnMut(&mut S) -> (R, bool)) -> R {
-        f(&mut Mutex::lock(self)).0
+    fn update<R>(&self, mut f: impl FnMut(&mut S) -> R) -> R {
+        f(&mut Mutex::lock(self))
     }
 }
 
@@ -207,6 +208,11 @@ impl<S: Words> StateCell for SeqCell<S> {
             state: None,
         };
         f(unlock.state.insert(S::from_words(self.load())))
+    }
+
+    #[inline]
+    fn update<R>(&self, mut f: impl FnMut(&mut S) -> R) -> R {
+        self.update_marked(|state| (f(state), false))
     }
 
     #[inline]

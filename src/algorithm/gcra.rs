@@ -149,7 +149,7 @@ impl Algorithm for Gcra {
                 t,
                 w,
                 backlog,
-                (new - now).saturating_sub(tau),
+                (base - now).saturating_add(step) - tau,
             )
         }
     }
@@ -175,7 +175,7 @@ impl Algorithm for Gcra {
                 t,
                 w,
                 backlog,
-                (new - now).saturating_sub(tau),
+                (base - now).saturating_add(step) - tau,
             )
         }
     }
@@ -263,6 +263,25 @@ impl Algorithm for Gcra {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Near the end of the time range, where the backlog plus the cost passes
+    /// `u64::MAX`: a denial still says how long to wait, not a nanosecond.
+    #[test]
+    fn a_denial_near_the_end_of_time_gives_the_real_wait() {
+        let gcra = Gcra::new(Rate::per_second(1).unwrap())
+            .with_burst(3)
+            .unwrap();
+        let now = u64::MAX - 2_000_000_000;
+        for decide in [Gcra::decide, Gcra::decide_and_commit] {
+            let mut tat = u64::MAX - 1;
+            let d = decide(&gcra, &mut tat, now, 2);
+            assert!(d.is_denied());
+            let wait = d.retry_after().unwrap();
+            assert!(wait >= Duration::from_millis(500), "{wait:?}");
+            assert!(wait <= Duration::from_secs(2), "{wait:?}");
+            assert_eq!(tat, u64::MAX - 1);
+        }
+    }
 
     #[test]
     fn fits_is_the_sum_test_without_overflow() {

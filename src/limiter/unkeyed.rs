@@ -113,8 +113,9 @@ impl<A: Algorithm> UnkeyedLimiter<A> {
         // change can come between them and the state (see `params.rs`): under its lock,
         // or in an optimistic update that commits only if nobody took the cell since it
         // read the state. A denial writes nothing.
-        // An allowed check of a cost above 0 changes the state: it is stored as soon as
-        // the decision is known, without comparing it with the state read first.
+        // An allowed check of a cost above 0 changes the state (almost always: marking a
+        // state left as it was only costs a store): it is stored as soon as the decision
+        // is known, without comparing it with the state read first.
         self.cell.update_marked(|state| {
             self.alg.with(|alg| {
                 let decision =
