@@ -69,7 +69,7 @@ pub(crate) struct Walk<'p, 'r, 'a, Req> {
 
 /// How many scopes, from the first, a policy prefetches (as many as a decision keeps
 /// reports for without allocating).
-pub(crate) const PREFETCHED: usize = 8;
+const PREFETCHED: usize = 8;
 
 impl<'p, Req> Walk<'p, '_, '_, Req> {
     /// Decides scope `i` and, from inside its transaction, the scopes after it (see
